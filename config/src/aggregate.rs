@@ -1,0 +1,163 @@
+//! `[aggregate]`: which entities get sliding-window aggregates, and over which windows.
+
+use std::time::Duration;
+
+use toml::Value;
+
+use crate::document::Document;
+use crate::duration::format_duration;
+use crate::read::{KeyPath, Report, Section};
+
+/// The most windows one key may have; each window is a ring of buckets per entity, so
+/// memory grows with this number.
+pub const MAX_WINDOWS: usize = 8;
+
+choice_enum! {
+    /// An entity of an event that gets its own window aggregates.
+    pub enum AggregateKey {
+        /// The paying account (`account_id`); decisions are per account, so it is required.
+        Account = "account",
+        /// The device used (`device_id`).
+        Device = "device",
+        /// The client IP address (`ip`).
+        Ip = "ip",
+        /// The merchant paid (`merchant_id`).
+        Merchant = "merchant",
+    }
+}
+
+/// `[aggregate]`: the keys and windows of the live aggregate state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateConfig {
+    /// Entities aggregated; no duplicates, always including `account`.
+    pub keys: Vec<AggregateKey>,
+    /// Sliding windows, strictly increasing, each longer than zero, at most [`MAX_WINDOWS`].
+    pub windows: Vec<Duration>,
+    /// The window over which distinct counterparties are counted.
+    pub distinct_window: Duration,
+}
+
+/// All four entities: the model's features cover each of them.
+pub(crate) fn default_keys() -> Vec<AggregateKey> {
+    AggregateKey::ALL.to_vec()
+}
+
+/// 1 minute, 1 hour, 24 hours: bursts, sessions and daily habits, as the model was trained.
+pub(crate) fn default_windows() -> Vec<Duration> {
+    vec![
+        Duration::from_secs(60),
+        Duration::from_secs(3_600),
+        Duration::from_secs(86_400),
+    ]
+}
+
+/// 1 hour: counterparties fanning out within an hour is the mule-account signal.
+pub(crate) fn default_distinct_window() -> Duration {
+    Duration::from_secs(3_600)
+}
+
+impl Default for AggregateConfig {
+    fn default() -> Self {
+        AggregateConfig {
+            keys: default_keys(),
+            windows: default_windows(),
+            distinct_window: default_distinct_window(),
+        }
+    }
+}
+
+impl AggregateConfig {
+    pub(crate) fn read(mut s: Section<'_>) -> AggregateConfig {
+        let config = AggregateConfig {
+            keys: s.choices("keys", default_keys()),
+            windows: s.durations("windows", default_windows()),
+            distinct_window: s.duration("distinct_window", default_distinct_window()),
+        };
+        s.finish();
+        config
+    }
+
+    pub(crate) fn write(&self, doc: &mut Document) {
+        let section = doc.section("aggregate");
+        let keys: Vec<Value> = self.keys.iter().map(|k| Value::from(k.as_str())).collect();
+        section.set("keys", keys);
+        let windows: Vec<Value> = self
+            .windows
+            .iter()
+            .map(|w| Value::String(format_duration(*w)))
+            .collect();
+        section.set("windows", windows);
+        section.set("distinct_window", format_duration(self.distinct_window));
+    }
+
+    pub(crate) fn check(&self, r: &mut Report) {
+        self.check_keys(r);
+        self.check_windows(r);
+        r.require_positive(
+            self.distinct_window,
+            "aggregate.distinct_window",
+            default_distinct_window(),
+        );
+    }
+
+    fn check_keys(&self, r: &mut Report) {
+        let path = KeyPath::of("aggregate.keys");
+        for (i, key) in self.keys.iter().enumerate() {
+            if self.keys[..i].contains(key) {
+                r.invalid(
+                    &path,
+                    Some(i),
+                    &format!("\"{key}\" is listed twice; list each key once"),
+                );
+            }
+        }
+        let names: Vec<String> = self.keys.iter().map(|k| format!("\"{k}\"")).collect();
+        r.require(
+            self.keys.contains(&AggregateKey::Account),
+            "aggregate.keys",
+            "a list that includes \"account\" (decisions are per account)",
+            format!("[{}]", names.join(", ")),
+            default_keys()
+                .iter()
+                .map(|k| Value::from(k.as_str()))
+                .collect::<Vec<_>>(),
+        );
+    }
+
+    fn check_windows(&self, r: &mut Report) {
+        let path = KeyPath::of("aggregate.windows");
+        let example: Vec<Value> = default_windows()
+            .iter()
+            .map(|w| Value::String(format_duration(*w)))
+            .collect();
+        r.require(
+            (1..=MAX_WINDOWS).contains(&self.windows.len()),
+            "aggregate.windows",
+            &format!("a list of 1 to {MAX_WINDOWS} windows"),
+            format!("{} windows", self.windows.len()),
+            example,
+        );
+        for (i, window) in self.windows.iter().enumerate() {
+            if window.is_zero() {
+                r.invalid(
+                    &path,
+                    Some(i),
+                    &format!(
+                        "window must be longer than zero, found {:?}; use a duration such as \"1h\"",
+                        format_duration(*window)
+                    ),
+                );
+            } else if i > 0 && *window <= self.windows[i - 1] {
+                r.invalid(
+                    &path,
+                    Some(i),
+                    &format!(
+                        "windows must be strictly increasing, but {:?} follows {:?}; list them from shortest to longest, like [\"1m\", \"1h\", \"24h\"]",
+                        format_duration(*window),
+                        format_duration(self.windows[i - 1])
+                    ),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Typed riskstream configuration.
+//!
+//! A configuration is built in three layers, each overriding the one before:
+//!
+//! 1. defaults for every key (so no file at all is a complete, valid configuration),
+//! 2. an optional TOML file (`riskstream.toml` in this crate documents every key),
+//! 3. environment variables `RISKSTREAM__SECTION__KEY` (see [`env`](crate#environment)).
+//!
+//! The result is validated as a whole: every problem is reported at once, each naming its
+//! full key path (`aggregate.windows[1]`) or environment variable and the fix.
+//!
+//! # Environment
+//!
+//! The part after `RISKSTREAM__` is split at double underscores and lower-cased:
+//! `RISKSTREAM__GRAPH__MAX_HOPS=2` sets `graph.max_hops`, and
+//! `RISKSTREAM__SOURCE__GENERATOR__SEED=7` sets `source.generator.seed`. Below
+//! `RISKSTREAM__KAFKA__PROPERTIES__` each double underscore becomes a dot of the Kafka
+//! property name: `RISKSTREAM__KAFKA__PROPERTIES__SASL__PASSWORD` sets `sasl.password`.
+//! Values are read as TOML when they are TOML (`7`, `true`, `["1m", "1h"]`) and as text
+//! otherwise (`1m`); list keys also take comma-separated words (`events,payments`).
+//!
+//! # Secrets
+//!
+//! `graph.password` and Kafka properties whose names contain `password`, `secret`,
+//! `sasl.jaas`, `token` or `key.pem` print as `"***"`, both in
+//! [`Config::to_redacted_toml`] and in `Debug` output.
+
+#[macro_use]
+mod choice;
+
+mod aggregate;
+mod document;
+mod duration;
+mod env;
+mod error;
+mod graph;
+mod kafka;
+mod load;
+mod model;
+mod pipeline;
+mod read;
+mod secret;
+mod sink;
+mod snapshot;
+mod source;
+mod suggest;
+
+use std::path::Path;
+
+pub use aggregate::{AggregateConfig, AggregateKey, MAX_WINDOWS};
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use error::{ConfigError, KeyError};
+pub use graph::{GraphConfig, GraphKind, MAX_HOPS_LIMIT};
+pub use kafka::{is_secret_property, AutoOffsetReset, KafkaConfig};
+pub use model::{ModelConfig, ModelDevice, FROM_METADATA};
+pub use pipeline::PipelineConfig;
+pub use secret::{Secret, REDACTED};
+pub use sink::{DeadLetterConfig, SinkConfig, SinkKind};
+pub use snapshot::SnapshotConfig;
+pub use source::{GeneratorConfig, SourceConfig, SourceKind};
+
+use document::Document;
+use read::{KeyPath, Report, Section};
+
+/// The whole configuration of a riskstream process, one field per TOML section.
+/// `Config::default()` is complete and valid: the embedded default run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    /// `[source]`: where events come from.
+    pub source: SourceConfig,
+    /// `[sink]`: where results go.
+    pub sink: SinkConfig,
+    /// `[dead_letter]`: where undecodable inputs go.
+    pub dead_letter: DeadLetterConfig,
+    /// `[pipeline]`: micro-batching and parallelism.
+    pub pipeline: PipelineConfig,
+    /// `[aggregate]`: window aggregation keys and windows.
+    pub aggregate: AggregateConfig,
+    /// `[snapshot]`: snapshot schedule.
+    pub snapshot: SnapshotConfig,
+    /// `[graph]`: graph enrichment.
+    pub graph: GraphConfig,
+    /// `[model]`: scoring model and thresholds.
+    pub model: ModelConfig,
+    /// `[kafka]`: brokers, topics and client properties.
+    pub kafka: KafkaConfig,
+}
+
+impl Config {
+    /// Defaults + optional file + process environment (`RISKSTREAM__...` variables).
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut vars = Vec::new();
+        let mut problems = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let shown = name.to_string_lossy().into_owned();
+            if !shown.starts_with(env::PREFIX) {
+                continue;
+            }
+            match (name.into_string(), value.into_string()) {
+                (Ok(name), Ok(value)) => vars.push((name, value)),
+                _ => problems.push(KeyError {
+                    key: shown.clone(),
+                    env_var: Some(shown.clone()),
+                    message: format!(
+                        "environment variable `{shown}` is not valid UTF-8; set it to UTF-8 text or unset it"
+                    ),
+                }),
+            }
+        }
+        load::load(path, vars, problems)
+    }
+
+    /// Same as [`Config::load`], with an explicit environment (for tests and for callers
+    /// that filter the environment). Variables not starting with `RISKSTREAM__` are ignored.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        load::load(path, env, Vec::new())
+    }
+
+    /// Parses a configuration from TOML text, without the environment.
+    pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
+        load::from_text(s)
+    }
+
+    /// Checks a configuration built or changed in code, with the same rules as loading.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut report = Report::new(None, toml::Table::new());
+        self.check(&mut report);
+        report.into_result(())
+    }
+
+    /// The effective configuration as TOML, every key present, secrets replaced by `"***"`.
+    /// It loads back as the same configuration, apart from the secrets. Thresholds taken
+    /// from the model metadata print as `"metadata"`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut out =
+            String::from("# Effective riskstream configuration. Secrets are shown as \"***\".\n\n");
+        out.push_str(&self.document(true).render());
+        out
+    }
+
+    /// Every key as a full path, in document order (`source.kind`, ..., `kafka.replication`),
+    /// plus one path per Kafka property that is set.
+    pub fn key_paths(&self) -> Vec<String> {
+        self.document(false)
+            .leaf_paths()
+            .iter()
+            .map(KeyPath::to_string)
+            .collect()
+    }
+
+    pub(crate) fn document(&self, redact: bool) -> Document {
+        let mut doc = Document::default();
+        self.source.write(&mut doc);
+        self.sink.write(&mut doc);
+        self.dead_letter.write(&mut doc);
+        self.pipeline.write(&mut doc);
+        self.aggregate.write(&mut doc);
+        self.snapshot.write(&mut doc);
+        self.graph.write(&mut doc, redact);
+        self.model.write(&mut doc);
+        self.kafka.write(&mut doc, redact);
+        doc
+    }
+
+    pub(crate) fn read(mut root: Section<'_>) -> Config {
+        let config = Config {
+            source: SourceConfig::read(root.section("source")),
+            sink: SinkConfig::read(root.section("sink")),
+            dead_letter: DeadLetterConfig::read(root.section("dead_letter")),
+            pipeline: PipelineConfig::read(root.section("pipeline")),
+            aggregate: AggregateConfig::read(root.section("aggregate")),
+            snapshot: SnapshotConfig::read(root.section("snapshot")),
+            graph: GraphConfig::read(root.section("graph")),
+            model: ModelConfig::read(root.section("model")),
+            kafka: KafkaConfig::read(root.section("kafka")),
+        };
+        root.finish();
+        config
+    }
+
+    pub(crate) fn check(&self, r: &mut Report) {
+        self.source.check(r);
+        self.sink.check(r);
+        self.dead_letter.check(r);
+        self.pipeline.check(r);
+        self.aggregate.check(r);
+        self.snapshot.check(r);
+        self.graph.check(r);
+        self.model.check(r);
+        self.kafka.check(r);
+    }
+}
+
+#[cfg(test)]
+mod tests;

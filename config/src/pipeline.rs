@@ -1,0 +1,104 @@
+//! `[pipeline]`: micro-batching and parallelism between the stages.
+
+use std::time::Duration;
+
+use crate::document::Document;
+use crate::duration::format_duration;
+use crate::read::{whole_value, Report, Section};
+
+/// `[pipeline]`: how events are grouped into micro-batches and how much work runs at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    /// A batch is closed when it holds this many events...
+    pub batch_size: usize,
+    /// ...or when its first event has waited this long, whichever comes first.
+    pub batch_timeout: Duration,
+    /// Batches in flight between two stages; a full channel slows the source down.
+    pub channel_capacity: usize,
+    /// Aggregation workers; 0 means one per CPU.
+    pub workers: usize,
+}
+
+/// 512 events: large enough to amortise graph look-ups and model calls, small enough to
+/// keep per-batch latency in the low milliseconds.
+pub(crate) fn default_batch_size() -> usize {
+    512
+}
+
+/// 5 ms: bounds the latency a quiet stream adds while a batch fills.
+pub(crate) fn default_batch_timeout() -> Duration {
+    Duration::from_millis(5)
+}
+
+/// 8 batches: keeps every stage busy without queueing seconds of events.
+pub(crate) fn default_channel_capacity() -> usize {
+    8
+}
+
+/// 0: one worker per CPU, from the operating system at start.
+pub(crate) fn default_workers() -> usize {
+    0
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            batch_size: default_batch_size(),
+            batch_timeout: default_batch_timeout(),
+            channel_capacity: default_channel_capacity(),
+            workers: default_workers(),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The number of aggregation workers to start: `workers`, or the number of CPUs the
+    /// process may use when `workers` is 0 (1 when that cannot be determined).
+    pub fn effective_workers(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
+
+    pub(crate) fn read(mut s: Section<'_>) -> PipelineConfig {
+        let config = PipelineConfig {
+            batch_size: s.whole("batch_size", default_batch_size()),
+            batch_timeout: s.duration("batch_timeout", default_batch_timeout()),
+            channel_capacity: s.whole("channel_capacity", default_channel_capacity()),
+            workers: s.whole("workers", default_workers()),
+        };
+        s.finish();
+        config
+    }
+
+    pub(crate) fn write(&self, doc: &mut Document) {
+        let section = doc.section("pipeline");
+        section.set("batch_size", whole_value(self.batch_size));
+        section.set("batch_timeout", format_duration(self.batch_timeout));
+        section.set("channel_capacity", whole_value(self.channel_capacity));
+        section.set("workers", whole_value(self.workers));
+    }
+
+    pub(crate) fn check(&self, r: &mut Report) {
+        r.require(
+            self.batch_size > 0,
+            "pipeline.batch_size",
+            "at least 1",
+            self.batch_size,
+            whole_value(default_batch_size()),
+        );
+        r.require_positive(
+            self.batch_timeout,
+            "pipeline.batch_timeout",
+            default_batch_timeout(),
+        );
+        r.require(
+            self.channel_capacity > 0,
+            "pipeline.channel_capacity",
+            "at least 1",
+            self.channel_capacity,
+            whole_value(default_channel_capacity()),
+        );
+    }
+}

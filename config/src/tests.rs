@@ -1,0 +1,724 @@
+//! Loading as a whole: layers, error messages and redaction, as a user of the job sees them.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../riskstream.toml");
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn file_with(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("a temporary file can be created in tests");
+    file.write_all(text.as_bytes())
+        .expect("a temporary file can be written in tests");
+    file
+}
+
+/// The messages of a load that must fail.
+fn problems(result: Result<Config, ConfigError>) -> Vec<String> {
+    match result {
+        Ok(config) => panic!("expected the configuration to be rejected, got {config:?}"),
+        Err(error) => {
+            let listed: Vec<String> = error
+                .key_errors()
+                .iter()
+                .map(|e| e.message.clone())
+                .collect();
+            if listed.is_empty() {
+                vec![error.to_string()]
+            } else {
+                listed
+            }
+        }
+    }
+}
+
+fn only_problem(result: Result<Config, ConfigError>) -> String {
+    let all = problems(result);
+    assert_eq!(all.len(), 1, "expected exactly one problem, got {all:#?}");
+    all.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn defaults_are_valid_and_match_the_documented_values() {
+    let config = Config::default();
+    assert!(config.validate().is_ok());
+    assert_eq!(config.source.kind, SourceKind::Generator);
+    assert_eq!(config.source.max_event_bytes, 1_048_576);
+    assert_eq!(config.source.generator.seed, 42);
+    assert_eq!(config.pipeline.batch_timeout, Duration::from_millis(5));
+    assert_eq!(config.aggregate.keys.len(), 4);
+    assert_eq!(config.graph.max_hops, 3);
+    assert_eq!(config.graph.cache_ttl, Duration::from_secs(60));
+    assert_eq!(config.model.review_threshold, None);
+    assert_eq!(config.kafka.input_topics, vec!["events".to_owned()]);
+}
+
+#[test]
+fn no_file_and_no_environment_gives_the_defaults() {
+    let config = Config::load_from(None, Vec::new()).unwrap();
+    assert_eq!(config, Config::default());
+}
+
+#[test]
+fn the_example_file_loads_as_exactly_the_defaults() {
+    let config = Config::from_toml_str(EXAMPLE).unwrap();
+    assert_eq!(config, Config::default());
+}
+
+#[test]
+fn every_key_and_section_of_the_default_config_is_in_the_example_file() {
+    let example: toml::Table = EXAMPLE.parse().unwrap();
+    let doc = Config::default().document(false);
+    for path in doc.leaf_paths().iter().chain(doc.section_paths().iter()) {
+        let mut value: Option<&toml::Value> = None;
+        let mut table = Some(&example);
+        for segment in path.segments() {
+            value = table.and_then(|t| t.get(segment));
+            table = value.and_then(toml::Value::as_table);
+        }
+        assert!(value.is_some(), "`{path}` is missing from riskstream.toml");
+    }
+}
+
+#[test]
+fn file_values_override_the_defaults_and_leave_the_rest() {
+    let file = file_with(
+        r#"
+        [source]
+        kind = "file"
+        path = "events.jsonl"
+
+        [source.generator]
+        seed = 7
+
+        [aggregate]
+        windows = ["30s", "5m"]
+
+        [graph]
+        kind = "neo4j"
+        max_hops = 2
+        "#,
+    );
+    let config = Config::load_from(Some(file.path()), Vec::new()).unwrap();
+    assert_eq!(config.source.kind, SourceKind::File);
+    assert_eq!(config.source.path, "events.jsonl");
+    assert_eq!(config.source.generator.seed, 7);
+    assert_eq!(
+        config.aggregate.windows,
+        vec![Duration::from_secs(30), Duration::from_secs(300)]
+    );
+    assert_eq!(config.graph.kind, GraphKind::Neo4j);
+    assert_eq!(config.graph.max_hops, 2);
+    assert_eq!(config.graph.uri, "bolt://127.0.0.1:7687");
+    assert_eq!(config.sink, SinkConfig::default());
+}
+
+#[test]
+fn environment_overrides_keys_including_the_nested_generator_seed() {
+    let config = Config::load_from(
+        None,
+        env(&[
+            ("RISKSTREAM__GRAPH__MAX_HOPS", "2"),
+            ("RISKSTREAM__SOURCE__GENERATOR__SEED", "7"),
+            (
+                "RISKSTREAM__SOURCE__GENERATOR__START",
+                "2026-12-24T18:00:00Z",
+            ),
+            ("RISKSTREAM__PIPELINE__BATCH_TIMEOUT", "10ms"),
+            ("RISKSTREAM__GRAPH__CACHE_ENABLED", "false"),
+            ("RISKSTREAM__MODEL__DEVICE", "cuda"),
+            ("RISKSTREAM__MODEL__BLOCK_THRESHOLD", "0.95"),
+            ("PATH", "/usr/bin"),
+            ("RISKSTREAM_LOG", "debug"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.graph.max_hops, 2);
+    assert_eq!(config.source.generator.seed, 7);
+    assert_eq!(config.source.generator.start, "2026-12-24T18:00:00Z");
+    assert_eq!(config.pipeline.batch_timeout, Duration::from_millis(10));
+    assert!(!config.graph.cache_enabled);
+    assert_eq!(config.model.device, ModelDevice::Cuda);
+    assert_eq!(config.model.block_threshold, Some(0.95));
+}
+
+#[test]
+fn environment_sets_kafka_properties_by_dotted_name_as_text() {
+    let config = Config::load_from(
+        None,
+        env(&[
+            ("RISKSTREAM__KAFKA__PROPERTIES__SASL__PASSWORD", "12345"),
+            (
+                "RISKSTREAM__KAFKA__PROPERTIES__SECURITY__PROTOCOL",
+                "SASL_SSL",
+            ),
+        ]),
+    )
+    .unwrap();
+    let expected: BTreeMap<String, String> = [
+        ("sasl.password".to_owned(), "12345".to_owned()),
+        ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+    ]
+    .into();
+    assert_eq!(config.kafka.properties, expected);
+}
+
+#[test]
+fn environment_wins_over_the_file() {
+    let file = file_with(
+        r#"
+        [graph]
+        max_hops = 4
+        user = "file-user"
+
+        [kafka.properties]
+        "sasl.username" = "from-file"
+        sasl.password = "from-file"
+        "#,
+    );
+    let config = Config::load_from(
+        Some(file.path()),
+        env(&[
+            ("RISKSTREAM__GRAPH__MAX_HOPS", "1"),
+            ("RISKSTREAM__KAFKA__PROPERTIES__SASL__PASSWORD", "from-env"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.graph.max_hops, 1);
+    assert_eq!(config.graph.user, "file-user");
+    assert_eq!(config.kafka.properties["sasl.password"], "from-env");
+    assert_eq!(config.kafka.properties["sasl.username"], "from-file");
+}
+
+#[test]
+fn environment_lists_take_toml_arrays_or_comma_separated_words() {
+    let config = Config::load_from(
+        None,
+        env(&[
+            ("RISKSTREAM__AGGREGATE__WINDOWS", "30s, 10m"),
+            ("RISKSTREAM__AGGREGATE__KEYS", r#"["account", "ip"]"#),
+            ("RISKSTREAM__KAFKA__INPUT_TOPICS", "events,payments"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.aggregate.windows,
+        vec![Duration::from_secs(30), Duration::from_secs(600)]
+    );
+    assert_eq!(
+        config.aggregate.keys,
+        vec![AggregateKey::Account, AggregateKey::Ip]
+    );
+    assert_eq!(config.kafka.input_topics, vec!["events", "payments"]);
+}
+
+#[test]
+fn text_keys_take_the_variable_text_even_when_it_reads_as_a_number() {
+    let config = Config::load_from(
+        None,
+        env(&[
+            ("RISKSTREAM__KAFKA__GROUP_ID", "1234"),
+            ("RISKSTREAM__GRAPH__PASSWORD", "true"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.kafka.group_id, "1234");
+    assert_eq!(config.graph.password.expose(), "true");
+}
+
+#[test]
+fn unknown_key_names_the_file_and_suggests_the_closest_key() {
+    let file = file_with("[graph]\nmax_hop = 2\n");
+    let message = only_problem(Config::load_from(Some(file.path()), Vec::new()));
+    let expected = format!(
+        "unknown key `graph.max_hop` in {} (did you mean `graph.max_hops`?)",
+        file.path().display()
+    );
+    assert_eq!(message, expected);
+}
+
+#[test]
+fn unknown_section_suggests_the_closest_section() {
+    let message = only_problem(Config::from_toml_str("[grpah]\nmax_hops = 2\n"));
+    assert_eq!(
+        message,
+        "unknown section `[grpah]` (did you mean `[graph]`?)"
+    );
+}
+
+#[test]
+fn a_key_in_the_wrong_section_points_to_where_it_belongs() {
+    let message = only_problem(Config::from_toml_str("[graph]\nseed = 2\n"));
+    assert_eq!(
+        message,
+        "unknown key `graph.seed` (did you mean `source.generator.seed`?)"
+    );
+}
+
+#[test]
+fn an_unknown_key_with_no_close_match_lists_the_keys_of_its_section() {
+    let message = only_problem(Config::from_toml_str("[snapshot]\nfrequency = \"2s\"\n"));
+    assert_eq!(
+        message,
+        "unknown key `snapshot.frequency`; remove it (the keys of [snapshot] are: interval)"
+    );
+}
+
+#[test]
+fn unknown_environment_override_names_the_variable_and_suggests_the_right_one() {
+    let error = Config::load_from(None, env(&[("RISKSTREAM__GRAPH__MAX_HOP", "2")])).unwrap_err();
+    let [problem] = error.key_errors() else {
+        panic!("expected one problem, got {error}");
+    };
+    assert_eq!(
+        problem.env_var.as_deref(),
+        Some("RISKSTREAM__GRAPH__MAX_HOP")
+    );
+    assert_eq!(
+        problem.message,
+        "unknown environment override `RISKSTREAM__GRAPH__MAX_HOP`: there is no key `graph.max_hop`; did you mean `RISKSTREAM__GRAPH__MAX_HOPS`?"
+    );
+}
+
+#[test]
+fn a_variable_naming_a_whole_section_is_rejected_with_an_example_key() {
+    let message = only_problem(Config::load_from(None, env(&[("RISKSTREAM__GRAPH", "x")])));
+    assert_eq!(
+        message,
+        "environment variable `RISKSTREAM__GRAPH` names the section [graph], not a key; set one of its keys instead, like `RISKSTREAM__GRAPH__KIND`"
+    );
+}
+
+#[test]
+fn wrong_type_names_the_key_and_shows_how_to_write_it() {
+    let message = only_problem(Config::from_toml_str("[graph]\nmax_hops = \"three\"\n"));
+    assert_eq!(
+        message,
+        "`graph.max_hops`: expected a whole number, found a string (\"three\"); set it like `max_hops = 3`"
+    );
+}
+
+#[test]
+fn wrong_type_from_the_environment_names_the_variable() {
+    let message = only_problem(Config::load_from(
+        None,
+        env(&[("RISKSTREAM__GRAPH__MAX_HOPS", "three")]),
+    ));
+    assert_eq!(
+        message,
+        "`graph.max_hops` (set by `RISKSTREAM__GRAPH__MAX_HOPS`): expected a whole number, found a string (\"three\"); set it like `RISKSTREAM__GRAPH__MAX_HOPS=3`"
+    );
+}
+
+#[test]
+fn out_of_range_values_name_the_key_and_the_allowed_range() {
+    let message = only_problem(Config::from_toml_str("[graph]\nmax_hops = 9\n"));
+    assert_eq!(
+        message,
+        "`graph.max_hops`: must be between 1 and 6, found 9; set it like `max_hops = 3`"
+    );
+    let message = only_problem(Config::from_toml_str("[pipeline]\nworkers = -1\n"));
+    assert!(
+        message.starts_with("`pipeline.workers`: expected a whole number from 0 to "),
+        "{message}"
+    );
+    let message = only_problem(Config::from_toml_str(
+        "[source.generator]\nfraud_rate = 0.7\n",
+    ));
+    assert_eq!(
+        message,
+        "`source.generator.fraud_rate`: must be between 0 and 0.5, found 0.7; set it like `fraud_rate = 0.02`"
+    );
+}
+
+#[test]
+fn a_misspelt_choice_lists_the_allowed_values_and_suggests_one() {
+    let message = only_problem(Config::from_toml_str("[graph]\nkind = \"neo4\"\n"));
+    assert_eq!(
+        message,
+        "`graph.kind`: expected one of \"memory\", \"neo4j\", \"none\", found \"neo4\" (did you mean \"neo4j\"?); set it like `kind = \"memory\"`"
+    );
+}
+
+#[test]
+fn a_zero_window_is_reported_with_its_index() {
+    let message = only_problem(Config::from_toml_str(
+        "[aggregate]\nwindows = [\"1m\", \"0s\", \"1h\"]\n",
+    ));
+    assert_eq!(
+        message,
+        "`aggregate.windows[1]`: window must be longer than zero, found \"0s\"; use a duration such as \"1h\""
+    );
+}
+
+#[test]
+fn windows_that_do_not_increase_are_reported() {
+    let message = only_problem(Config::from_toml_str(
+        "[aggregate]\nwindows = [\"1h\", \"1m\"]\n",
+    ));
+    assert!(
+        message.starts_with(
+            "`aggregate.windows[1]`: windows must be strictly increasing, but \"1m\" follows \"1h\""
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn too_many_windows_are_reported() {
+    let windows: Vec<String> = (1..=9).map(|m| format!("\"{m}m\"")).collect();
+    let text = format!("[aggregate]\nwindows = [{}]\n", windows.join(", "));
+    let message = only_problem(Config::from_toml_str(&text));
+    assert!(
+        message
+            .starts_with("`aggregate.windows`: must be a list of 1 to 8 windows, found 9 windows"),
+        "{message}"
+    );
+}
+
+#[test]
+fn unreadable_and_negative_durations_name_the_key() {
+    let message = only_problem(Config::from_toml_str(
+        "[snapshot]\ninterval = \"2 weeks\"\n",
+    ));
+    assert!(
+        message.starts_with("`snapshot.interval`: cannot read \"2 weeks\" as a duration"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("set it like `interval = \"2s\"`"),
+        "{message}"
+    );
+    let message = only_problem(Config::from_toml_str("[graph]\ncache_ttl = \"-5s\"\n"));
+    assert!(
+        message.starts_with(
+            "`graph.cache_ttl`: cannot read \"-5s\" as a duration: durations cannot be negative"
+        ),
+        "{message}"
+    );
+    let message = only_problem(Config::from_toml_str("[snapshot]\ninterval = \"0s\"\n"));
+    assert_eq!(
+        message,
+        "`snapshot.interval`: must be longer than zero, found \"0s\"; set it like `interval = \"2s\"`"
+    );
+    let message = only_problem(Config::from_toml_str("[snapshot]\ninterval = 2\n"));
+    assert!(
+        message.starts_with("`snapshot.interval`: expected a duration in quotes"),
+        "{message}"
+    );
+}
+
+#[test]
+fn thresholds_out_of_order_are_reported_with_both_values() {
+    let message = only_problem(Config::from_toml_str(
+        "[model]\nreview_threshold = 0.9\nblock_threshold = 0.5\n",
+    ));
+    assert!(
+        message.starts_with(
+            "`model.review_threshold` (0.9) must be lower than `model.block_threshold` (0.5)"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn thresholds_must_lie_strictly_between_zero_and_one() {
+    let message = only_problem(Config::from_toml_str("[model]\nblock_threshold = 1.5\n"));
+    assert!(
+        message.starts_with("`model.block_threshold`: must be between 0 and 1 (exclusive)"),
+        "{message}"
+    );
+    let config =
+        Config::from_toml_str("[model]\nreview_threshold = 0.4\nblock_threshold = \"metadata\"\n")
+            .unwrap();
+    assert_eq!(config.model.review_threshold, Some(0.4));
+    assert_eq!(config.model.block_threshold, None);
+}
+
+#[test]
+fn a_missing_file_says_how_to_fix_it() {
+    let error = Config::load_from(Some(Path::new("x.toml")), Vec::new()).unwrap_err();
+    assert!(matches!(error, ConfigError::NotFound { .. }));
+    assert_eq!(
+        error.to_string(),
+        "config file `x.toml` not found; pass an existing file or leave --config out to use the defaults"
+    );
+}
+
+#[test]
+fn a_syntax_error_names_the_file_line_and_column() {
+    let file = file_with("[graph]\nmax_hops = 3\nuri = = 1\n");
+    let error = Config::load_from(Some(file.path()), Vec::new()).unwrap_err();
+    let ConfigError::Syntax { line, column, .. } = &error else {
+        panic!("expected a syntax error, got {error}");
+    };
+    assert_eq!((*line, *column), (3, 7));
+    let text = error.to_string();
+    let file_name = format!("`{}`", file.path().display());
+    assert!(text.contains(&file_name), "{text}");
+    assert!(text.contains("line 3, column 7"), "{text}");
+}
+
+#[test]
+fn several_problems_are_reported_together_in_section_order() {
+    let error = Config::load_from(
+        None,
+        env(&[
+            ("RISKSTREAM__GRAPH__MAX_HOPS", "0"),
+            ("RISKSTREAM__SOURCE__KIND", "file"),
+            ("RISKSTREAM__PIPELINE__BATCH_SIZE", "0"),
+        ]),
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = error.key_errors().iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["source.path", "pipeline.batch_size", "graph.max_hops"]
+    );
+    let text = error.to_string();
+    assert!(
+        text.starts_with("invalid configuration, 3 problems:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_file_source_needs_a_path() {
+    let message = only_problem(Config::from_toml_str("[source]\nkind = \"file\"\n"));
+    assert_eq!(
+        message,
+        "`source.path`: must be the JSONL file to read when `source.kind` is \"file\", found nothing; set it like `path = \"events.jsonl\"`"
+    );
+}
+
+#[test]
+fn aggregate_keys_must_be_unique_and_include_the_account() {
+    let problems = problems(Config::from_toml_str(
+        "[aggregate]\nkeys = [\"device\", \"ip\", \"device\"]\n",
+    ));
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert_eq!(
+        problems[0],
+        "`aggregate.keys[2]`: \"device\" is listed twice; list each key once"
+    );
+    assert!(
+        problems[1].starts_with("`aggregate.keys`: must be a list that includes \"account\""),
+        "{}",
+        problems[1]
+    );
+}
+
+#[test]
+fn kafka_properties_owned_by_typed_keys_are_rejected() {
+    let message = only_problem(Config::from_toml_str(
+        "[kafka.properties]\n\"bootstrap.servers\" = \"b:9092\"\n",
+    ));
+    assert_eq!(
+        message,
+        "`kafka.properties.\"bootstrap.servers\"`: this property cannot be set here: set `kafka.brokers` instead"
+    );
+}
+
+#[test]
+fn nested_and_quoted_property_names_mean_the_same_property() {
+    let config = Config::from_toml_str(
+        "[kafka.properties]\nsasl.mechanisms = \"PLAIN\"\n\"socket.timeout.ms\" = 30000\n",
+    )
+    .unwrap();
+    assert_eq!(config.kafka.properties["sasl.mechanisms"], "PLAIN");
+    assert_eq!(config.kafka.properties["socket.timeout.ms"], "30000");
+    let message = only_problem(Config::from_toml_str(
+        "[kafka.properties]\nsasl.mechanisms = \"PLAIN\"\n\"sasl.mechanisms\" = \"SCRAM\"\n",
+    ));
+    assert!(
+        message.starts_with("`kafka.properties.\"sasl.mechanisms\"`: is set twice"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_bare_toml_date_time_is_accepted_as_the_generator_start() {
+    let config =
+        Config::from_toml_str("[source.generator]\nstart = 2026-12-01T08:30:00+01:00\n").unwrap();
+    assert_eq!(config.source.generator.start, "2026-12-01T08:30:00+01:00");
+    let message = only_problem(Config::from_toml_str(
+        "[source.generator]\nstart = \"2026-12-01\"\n",
+    ));
+    assert!(
+        message.starts_with(
+            "`source.generator.start`: expected an RFC 3339 timestamp with a time zone"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn validate_checks_a_configuration_changed_in_code() {
+    let mut config = Config::default();
+    config.aggregate.windows = vec![Duration::from_secs(60), Duration::ZERO];
+    let error = config.validate().unwrap_err();
+    assert_eq!(error.key_errors()[0].key, "aggregate.windows[1]");
+}
+
+fn config_with_secrets() -> Config {
+    let mut config = Config::default();
+    config.graph.password = Secret::new("neo-pass");
+    for (name, value) in [
+        ("sasl.password", "kafka-pass"),
+        ("sasl.jaas.config", "jaas-secret"),
+        ("sasl.oauthbearer.client.secret", "oauth-secret"),
+        ("ssl.key.pem", "pem-secret"),
+        (
+            "sasl.oauthbearer.token.endpoint.url",
+            "https://token-secret",
+        ),
+        ("security.protocol", "SASL_SSL"),
+    ] {
+        config
+            .kafka
+            .properties
+            .insert(name.to_owned(), value.to_owned());
+    }
+    config
+}
+
+const SECRET_VALUES: [&str; 5] = [
+    "neo-pass",
+    "kafka-pass",
+    "jaas-secret",
+    "oauth-secret",
+    "pem-secret",
+];
+
+#[test]
+fn secrets_are_redacted_in_the_printed_toml() {
+    let text = config_with_secrets().to_redacted_toml();
+    for secret in SECRET_VALUES {
+        assert!(!text.contains(secret), "`{secret}` leaked:\n{text}");
+    }
+    assert!(!text.contains("token-secret"), "{text}");
+    assert!(text.contains("password = \"***\""), "{text}");
+    assert!(text.contains("\"sasl.password\" = \"***\""), "{text}");
+    assert!(
+        text.contains("\"security.protocol\" = \"SASL_SSL\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn secrets_are_redacted_in_debug_output() {
+    let config = config_with_secrets();
+    let debug = format!("{config:?}");
+    let pretty = format!("{config:#?}");
+    for secret in SECRET_VALUES {
+        assert!(!debug.contains(secret), "`{secret}` leaked: {debug}");
+        assert!(!pretty.contains(secret), "`{secret}` leaked: {pretty}");
+    }
+    assert!(debug.contains("SASL_SSL"), "{debug}");
+}
+
+#[test]
+fn the_printed_toml_loads_back_as_the_same_configuration() {
+    let default = Config::default();
+    assert_eq!(
+        Config::from_toml_str(&default.to_redacted_toml()).unwrap(),
+        default
+    );
+
+    let changed = Config {
+        source: SourceConfig {
+            kind: SourceKind::Kafka,
+            path: "in.jsonl".to_owned(),
+            max_event_bytes: 4096,
+            generator: GeneratorConfig {
+                seed: 9,
+                events: 10,
+                accounts: 3,
+                fraud_rate: 0.25,
+                start: "2027-01-02T03:04:05.5Z".to_owned(),
+            },
+        },
+        sink: SinkConfig {
+            kind: SinkKind::Stdout,
+            path: "r.jsonl".to_owned(),
+        },
+        dead_letter: DeadLetterConfig {
+            kind: SinkKind::Kafka,
+            path: "d.jsonl".to_owned(),
+            max_payload_bytes: 0,
+        },
+        pipeline: PipelineConfig {
+            batch_size: 64,
+            batch_timeout: Duration::from_micros(1500),
+            channel_capacity: 2,
+            workers: 3,
+        },
+        aggregate: AggregateConfig {
+            keys: vec![AggregateKey::Merchant, AggregateKey::Account],
+            windows: vec![Duration::from_secs(90), Duration::from_secs(2 * 86_400)],
+            distinct_window: Duration::from_secs(600),
+        },
+        snapshot: SnapshotConfig {
+            interval: Duration::from_millis(250),
+        },
+        graph: GraphConfig {
+            kind: GraphKind::None,
+            path: "graph.jsonl".to_owned(),
+            max_hops: 6,
+            uri: "neo4j+s://db.example:7687".to_owned(),
+            user: "reader".to_owned(),
+            password: Secret::default(),
+            pool_size: 1,
+            query_timeout: Duration::from_secs(1),
+            batch_deadline: Duration::from_millis(20),
+            cache_enabled: false,
+            cache_ttl: Duration::from_secs(5),
+            cache_capacity: 0,
+        },
+        model: ModelConfig {
+            path: "m".to_owned(),
+            device: ModelDevice::Cuda,
+            review_threshold: Some(0.3),
+            block_threshold: Some(0.8),
+        },
+        kafka: KafkaConfig {
+            brokers: "a:1,b:2".to_owned(),
+            group_id: "g".to_owned(),
+            input_topics: vec!["t1".to_owned(), "t.2".to_owned()],
+            results_topic: "r".to_owned(),
+            dead_letter_topic: "d".to_owned(),
+            auto_offset_reset: AutoOffsetReset::Latest,
+            create_topics: true,
+            partitions: 12,
+            replication: 3,
+            properties: [("linger.ms".to_owned(), "5".to_owned())].into(),
+        },
+    };
+    assert!(changed.validate().is_ok(), "{:?}", changed.validate());
+    let text = changed.to_redacted_toml();
+    assert_eq!(Config::from_toml_str(&text).unwrap(), changed, "{text}");
+}
+
+#[test]
+fn key_paths_list_every_key_once() {
+    let paths = Config::default().key_paths();
+    assert_eq!(paths.first().map(String::as_str), Some("source.kind"));
+    assert!(paths.contains(&"source.generator.seed".to_owned()));
+    assert!(paths.contains(&"kafka.replication".to_owned()));
+    let mut unique = paths.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), paths.len());
+}

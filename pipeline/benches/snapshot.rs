@@ -1,0 +1,281 @@
+//! Snapshot publication and batch application costs of the aggregator.
+//!
+//! * `publish/1M_keys/{1pct,100pct}_changed`: one `Snapshots::publish` (drain + build +
+//!   swap) over 1 M tracked accounts after 10 k or all of them changed.
+//! * `apply_batch/512_events_4_kinds/workers={1,2}`: one batch of 512 events naming an
+//!   account, device, ip and merchant each, against warm state.
+//!
+//! Before benchmarking it prints the measured memory per tracked key (live state and
+//! snapshot), counted by a per-thread counting allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
+use riskstream_graph::EntityKind;
+use riskstream_pipeline::aggregate::{AggregateOptions, Aggregator, Snapshots};
+use riskstream_pipeline::event::Event;
+
+/// Counts the bytes each thread holds, rounded like glibc malloc (8-byte header, 16-byte
+/// granules, 32-byte minimum).
+struct CountingAllocator;
+
+thread_local! {
+    static HELD: Cell<i64> = const { Cell::new(0) };
+}
+
+fn footprint(size: usize) -> i64 {
+    (((size + 8 + 15) & !15).max(32)) as i64
+}
+
+fn record(delta: i64) {
+    // During thread teardown the counter may already be gone; nothing to measure then.
+    let _ = HELD.try_with(|held| held.set(held.get() + delta));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only counters are
+// added, and they never allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            record(footprint(layout.size()));
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            record(footprint(layout.size()));
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        record(-footprint(layout.size()));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            record(footprint(new_size) - footprint(layout.size()));
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn held() -> i64 {
+    HELD.with(Cell::get)
+}
+
+const KEYS: usize = 1_000_000;
+const BATCH: usize = 512;
+const BASE_MS: i64 = 1_700_000_000_000;
+
+fn event(index: usize, ts_ms: i64) -> Event {
+    Event {
+        event_id: String::new(),
+        ts_ms,
+        account_id: format!("A-{:07}", index % KEYS),
+        counterparty_id: Some(format!("A-{:07}", (index * 7 + 3) % KEYS)),
+        merchant_id: Some(format!("M-{:04}", index % 5_000)),
+        device_id: Some(format!("D-{:06}", index % 50_000)),
+        ip: Some(format!(
+            "10.{}.{}.{}",
+            index % 7,
+            (index / 7) % 256,
+            index % 251
+        )),
+        amount: (index % 1_000) as f64 + 0.5,
+        currency: None,
+        channel: None,
+        country: Some(if index % 5 == 0 { "FR" } else { "DE" }.to_string()),
+    }
+}
+
+/// Applies one event per account for the given account indexes, in batches.
+fn touch_accounts(aggregator: &Aggregator, accounts: impl Iterator<Item = usize>, ts_ms: i64) {
+    let mut batch = Vec::with_capacity(BATCH);
+    for account in accounts {
+        batch.push(event(account, ts_ms));
+        if batch.len() == BATCH {
+            aggregator.apply_batch(&batch);
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        aggregator.apply_batch(&batch);
+    }
+}
+
+/// Prints the bytes per key of the live state and of a snapshot for 1 M accounts, counted
+/// on this thread (one worker, so every allocation happens here).
+fn report_memory() {
+    let options = AggregateOptions {
+        kinds: vec![EntityKind::Account],
+        workers: 1,
+        ..AggregateOptions::default()
+    };
+    let before = held();
+    let aggregator = Aggregator::new(options).expect("benchmark options are valid");
+    touch_accounts(&aggregator, 0..KEYS, BASE_MS);
+    let snapshots = Snapshots::new(&aggregator);
+    // Publishing empties the dirty lists, so what remains is state plus snapshot.
+    let first = snapshots
+        .publish(&aggregator, BASE_MS, BTreeMap::new())
+        .expect("first change set is in order");
+    let built_in = first.built_in;
+    drop(first);
+    let with_snapshot = held();
+    // Ids are shared with the live map, so this frees only what the snapshot itself holds.
+    drop(snapshots);
+    let state = held() - before;
+    let snapshot = with_snapshot - held();
+    eprintln!(
+        "memory per key over {KEYS} accounts (9-byte ids): live state {:.1} bytes, \
+         snapshot {:.1} bytes; publishing all of them from empty took {built_in:?}",
+        state as f64 / KEYS as f64,
+        snapshot as f64 / KEYS as f64,
+    );
+}
+
+fn publish(c: &mut Criterion) {
+    report_memory();
+    let options = AggregateOptions {
+        kinds: vec![EntityKind::Account],
+        workers: 2,
+        ..AggregateOptions::default()
+    };
+    let aggregator = Aggregator::new(options).expect("benchmark options are valid");
+    touch_accounts(&aggregator, 0..KEYS, BASE_MS);
+    let snapshots = Snapshots::new(&aggregator);
+    snapshots
+        .publish(&aggregator, BASE_MS, BTreeMap::new())
+        .expect("first change set is in order");
+
+    let mut group = c.benchmark_group("publish/1M_keys");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    // Every iteration first re-dirties keys (untimed), so keep iteration counts low.
+    group.measurement_time(Duration::from_secs(2));
+
+    let mut round = 0usize;
+    group.bench_function("1pct_changed", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                let offset = round % 100;
+                touch_accounts(
+                    &aggregator,
+                    (0..KEYS / 100).map(|i| i * 100 + offset),
+                    BASE_MS + round as i64 * 1_000,
+                );
+            },
+            |()| {
+                snapshots
+                    .publish(&aggregator, BASE_MS, BTreeMap::new())
+                    .expect("change sets are published in order")
+            },
+            BatchSize::PerIteration,
+        );
+    });
+
+    group.bench_function("100pct_changed", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                touch_accounts(&aggregator, 0..KEYS, BASE_MS + round as i64 * 1_000);
+            },
+            |()| {
+                snapshots
+                    .publish(&aggregator, BASE_MS, BTreeMap::new())
+                    .expect("change sets are published in order")
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+
+    let last = snapshots.load_full();
+    eprintln!(
+        "last publish: {} keys changed, built in {:?}",
+        last.changed_keys, last.built_in
+    );
+}
+
+fn apply_batch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("apply_batch/512_events_4_kinds");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.measurement_time(Duration::from_secs(5));
+    // 200 distinct batches over 100 k accounts, 50 k devices and ips, 5 k merchants.
+    let mut batches: Vec<Vec<Event>> = (0..200)
+        .map(|batch| {
+            (0..BATCH)
+                .map(|i| event((batch * BATCH + i) % 100_000, BASE_MS))
+                .collect()
+        })
+        .collect();
+    for workers in [1, 2] {
+        let options = AggregateOptions {
+            workers,
+            ..AggregateOptions::default()
+        };
+        let aggregator = Aggregator::new(options).expect("benchmark options are valid");
+        let mut clock = BASE_MS;
+        let mut next = 0usize;
+        let mut apply_next = |aggregator: &Aggregator| {
+            let count = batches.len();
+            let batch = &mut batches[next % count];
+            next += 1;
+            // Event time moves forward 10 ms per event, as in a live stream.
+            for event in batch.iter_mut() {
+                clock += 10;
+                event.ts_ms = clock;
+            }
+            aggregator.apply_batch(batch)
+        };
+        for _ in 0..200 {
+            apply_next(&aggregator);
+        }
+        group.bench_function(format!("workers={workers}"), |b| {
+            b.iter(|| black_box(apply_next(&aggregator)));
+        });
+        assert_eq!(aggregator.metrics().late_events(), 0);
+    }
+    group.finish();
+}
+
+fn breakdown(_c: &mut Criterion) {
+    let options = AggregateOptions { kinds: vec![EntityKind::Account], workers: 2, ..AggregateOptions::default() };
+    let aggregator = Aggregator::new(options).unwrap();
+    touch_accounts(&aggregator, 0..KEYS, BASE_MS);
+    let snapshots = Snapshots::new(&aggregator);
+    snapshots.publish(&aggregator, BASE_MS, BTreeMap::new()).unwrap();
+    for round in 1..8usize {
+        let t = std::time::Instant::now();
+        touch_accounts(&aggregator, (0..KEYS / 100).map(|i| i * 100 + round), BASE_MS + round as i64 * 1000);
+        let apply = t.elapsed();
+        let held_prev = snapshots.load_full();
+        let t = std::time::Instant::now();
+        let changes = aggregator.drain_changes();
+        let drain = t.elapsed();
+        let t = std::time::Instant::now();
+        let snap = snapshots.publish_changes(changes, 0, BTreeMap::new()).unwrap();
+        let build = t.elapsed();
+        let t = std::time::Instant::now();
+        drop(held_prev);
+        let dropped = t.elapsed();
+        eprintln!("apply10k {apply:?} drain {drain:?} build {build:?} drop_prev {dropped:?} built_in {:?}", snap.built_in);
+    }
+}
+criterion_group!(benches, breakdown);
+criterion_main!(benches);

@@ -1,0 +1,268 @@
+//! What the aggregator is asked to keep, and the checks that make a bad request fail at
+//! start-up with the config key it came from rather than mid-stream.
+
+use std::time::Duration;
+
+use riskstream_graph::EntityKind;
+
+use super::values::MAX_WINDOWS;
+use super::window::{DISTINCT_BUCKETS, WINDOW_BUCKETS};
+
+/// Everything the aggregator needs from configuration. The job maps the `aggregate`
+/// section of the config file onto this struct; [`Default`] gives the documented defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateOptions {
+    /// Which of an event's entities get their own aggregates (`aggregate.kinds`).
+    /// Default: account, device, ip, merchant.
+    pub kinds: Vec<EntityKind>,
+    /// Sliding windows by event time, shortest first, at most [`MAX_WINDOWS`]
+    /// (`aggregate.windows`). Default: 1 min, 1 h, 24 h.
+    pub windows: Vec<Duration>,
+    /// Window over which distinct counterparties are counted (`aggregate.distinct_window`).
+    /// Default: 1 h.
+    pub distinct_window: Duration,
+    /// Threads that apply one batch, each owning a fixed share of the keys
+    /// (`aggregate.workers`). 1 applies on the calling thread. Default: 1.
+    pub workers: usize,
+    /// Weight of the newest amount in each key's exponentially weighted amount mean and
+    /// variance, in (0, 1] (`aggregate.amount_ew_alpha`). Default 0.05: about the last 20
+    /// events of the key dominate.
+    pub amount_ew_alpha: f64,
+}
+
+/// The most workers one aggregator starts; more would only add scheduling overhead since
+/// every worker scans the whole batch.
+pub const MAX_WORKERS: usize = 64;
+
+impl Default for AggregateOptions {
+    fn default() -> Self {
+        AggregateOptions {
+            kinds: default_kinds(),
+            windows: default_windows(),
+            distinct_window: default_distinct_window(),
+            workers: 1,
+            amount_ew_alpha: default_amount_ew_alpha(),
+        }
+    }
+}
+
+/// All four entity kinds an event can name.
+pub fn default_kinds() -> Vec<EntityKind> {
+    vec![
+        EntityKind::Account,
+        EntityKind::Device,
+        EntityKind::Ip,
+        EntityKind::Merchant,
+    ]
+}
+
+/// 1 min, 1 h, 24 h: velocity bursts, session-scale and daily behaviour (DESIGN.md).
+pub fn default_windows() -> Vec<Duration> {
+    vec![
+        Duration::from_secs(60),
+        Duration::from_secs(3600),
+        Duration::from_secs(86_400),
+    ]
+}
+
+/// 1 h: the fan-out horizon for mule-account patterns.
+pub fn default_distinct_window() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// 0.05: roughly the last 20 events of a key dominate its amount baseline.
+pub fn default_amount_ew_alpha() -> f64 {
+    0.05
+}
+
+/// Why a set of [`AggregateOptions`] cannot be used. Messages name the config key.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AggregateError {
+    #[error("aggregate.kinds is empty: list at least one of account, device, ip, merchant")]
+    NoKinds,
+    #[error("aggregate.kinds lists {kind} twice: list each kind once")]
+    DuplicateKind { kind: &'static str },
+    #[error("aggregate.windows is empty: configure at least one window, e.g. [\"1m\", \"1h\"]")]
+    NoWindows,
+    #[error("aggregate.windows has {count} windows; at most {max} are supported")]
+    TooManyWindows { count: usize, max: usize },
+    #[error(
+        "aggregate.windows[{index}] ({current:?}) is not longer than aggregate.windows[{previous_index}] ({previous:?}): list windows shortest first, without repeats",
+        previous_index = .index - 1
+    )]
+    WindowsNotIncreasing {
+        index: usize,
+        previous: Duration,
+        current: Duration,
+    },
+    #[error("{key} ({window:?}) is outside the supported range {min_ms} ms to 10 years")]
+    WindowOutOfRange {
+        key: String,
+        window: Duration,
+        min_ms: u64,
+    },
+    #[error("aggregate.workers is {workers}: use 1 to {max}")]
+    WorkersOutOfRange { workers: usize, max: usize },
+    #[error("aggregate.amount_ew_alpha is {alpha}: use a value in (0, 1], e.g. 0.05")]
+    AlphaOutOfRange { alpha: f64 },
+    #[error("could not start {workers} aggregate worker threads: {reason}")]
+    WorkerPool { workers: usize, reason: String },
+}
+
+/// Longest accepted window: far beyond any useful window, small enough that bucket
+/// arithmetic on millisecond timestamps cannot overflow.
+const MAX_WINDOW: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+impl AggregateOptions {
+    /// Checks every field; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), AggregateError> {
+        if self.kinds.is_empty() {
+            return Err(AggregateError::NoKinds);
+        }
+        for (index, kind) in self.kinds.iter().enumerate() {
+            if self.kinds[..index].contains(kind) {
+                return Err(AggregateError::DuplicateKind {
+                    kind: kind.as_str(),
+                });
+            }
+        }
+        if self.windows.is_empty() {
+            return Err(AggregateError::NoWindows);
+        }
+        if self.windows.len() > MAX_WINDOWS {
+            return Err(AggregateError::TooManyWindows {
+                count: self.windows.len(),
+                max: MAX_WINDOWS,
+            });
+        }
+        for (index, window) in self.windows.iter().enumerate() {
+            check_window_range(format!("aggregate.windows[{index}]"), *window)?;
+            if index > 0 && *window <= self.windows[index - 1] {
+                return Err(AggregateError::WindowsNotIncreasing {
+                    index,
+                    previous: self.windows[index - 1],
+                    current: *window,
+                });
+            }
+        }
+        check_window_range(
+            "aggregate.distinct_window".to_string(),
+            self.distinct_window,
+        )?;
+        if self.workers == 0 || self.workers > MAX_WORKERS {
+            return Err(AggregateError::WorkersOutOfRange {
+                workers: self.workers,
+                max: MAX_WORKERS,
+            });
+        }
+        if !(self.amount_ew_alpha > 0.0 && self.amount_ew_alpha <= 1.0) {
+            return Err(AggregateError::AlphaOutOfRange {
+                alpha: self.amount_ew_alpha,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A window must give every bucket at least one millisecond.
+fn check_window_range(key: String, window: Duration) -> Result<(), AggregateError> {
+    let min_ms = WINDOW_BUCKETS.max(DISTINCT_BUCKETS) as u64;
+    if window < Duration::from_millis(min_ms) || window > MAX_WINDOW {
+        return Err(AggregateError::WindowOutOfRange {
+            key,
+            window,
+            min_ms,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(AggregateOptions::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn windows_out_of_order_name_the_offending_index() {
+        let options = AggregateOptions {
+            windows: vec![Duration::from_secs(3600), Duration::from_secs(60)],
+            ..AggregateOptions::default()
+        };
+        let error = options.validate().unwrap_err();
+        assert_eq!(
+            error,
+            AggregateError::WindowsNotIncreasing {
+                index: 1,
+                previous: Duration::from_secs(3600),
+                current: Duration::from_secs(60),
+            }
+        );
+        let message = error.to_string();
+        assert!(message.contains("aggregate.windows[1]"), "{message}");
+        assert!(message.contains("aggregate.windows[0]"), "{message}");
+    }
+
+    #[test]
+    fn empty_and_oversized_window_lists_are_rejected() {
+        let empty = AggregateOptions {
+            windows: vec![],
+            ..AggregateOptions::default()
+        };
+        assert_eq!(empty.validate(), Err(AggregateError::NoWindows));
+        let nine = AggregateOptions {
+            windows: (1..=9).map(Duration::from_secs).collect(),
+            ..AggregateOptions::default()
+        };
+        assert_eq!(
+            nine.validate(),
+            Err(AggregateError::TooManyWindows { count: 9, max: 8 })
+        );
+    }
+
+    #[test]
+    fn too_short_distinct_window_names_its_key() {
+        let options = AggregateOptions {
+            distinct_window: Duration::from_millis(3),
+            ..AggregateOptions::default()
+        };
+        let message = options.validate().unwrap_err().to_string();
+        assert!(message.contains("aggregate.distinct_window"), "{message}");
+    }
+
+    #[test]
+    fn zero_workers_duplicate_kinds_and_bad_alpha_are_rejected() {
+        let zero = AggregateOptions {
+            workers: 0,
+            ..AggregateOptions::default()
+        };
+        assert!(matches!(
+            zero.validate(),
+            Err(AggregateError::WorkersOutOfRange { workers: 0, .. })
+        ));
+        let twice = AggregateOptions {
+            kinds: vec![EntityKind::Ip, EntityKind::Ip],
+            ..AggregateOptions::default()
+        };
+        assert_eq!(
+            twice.validate(),
+            Err(AggregateError::DuplicateKind { kind: "ip" })
+        );
+        let alpha = AggregateOptions {
+            amount_ew_alpha: 0.0,
+            ..AggregateOptions::default()
+        };
+        assert!(matches!(
+            alpha.validate(),
+            Err(AggregateError::AlphaOutOfRange { .. })
+        ));
+        let nan = AggregateOptions {
+            amount_ew_alpha: f64::NAN,
+            ..AggregateOptions::default()
+        };
+        assert!(nan.validate().is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! `riskstream gen`: writes a synthetic data set (events, graph, labels, manifest).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use riskstream_pipeline::decode::parse_ts;
+use riskstream_pipeline::gen::{write_dataset, GenOptions};
+
+/// Options of `riskstream gen`.
+#[derive(Debug, clap::Args)]
+pub struct GenArgs {
+    /// Output folder: events.jsonl, graph.jsonl, labels.jsonl and manifest.json go here.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed: the same options and seed give byte-identical files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Number of events.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Number of accounts (devices, IPs and merchants scale with it).
+    #[arg(long, default_value_t = 20_000)]
+    pub accounts: u64,
+    /// Fraction of events that are fraud (0 to 0.5).
+    #[arg(long, default_value_t = 0.02)]
+    pub fraud_rate: f64,
+    /// Start of the event time span (RFC 3339).
+    #[arg(long, default_value = "2026-11-01T00:00:00Z")]
+    pub start: String,
+}
+
+pub fn gen(args: GenArgs) -> anyhow::Result<()> {
+    let start_ms = parse_ts(&args.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?;
+    let opts = GenOptions {
+        seed: args.seed,
+        events: args.events,
+        accounts: args.accounts,
+        fraud_rate: args.fraud_rate,
+        start_ms,
+    };
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let total = args.events;
+    let mut next_report = 0u64;
+    let summary = write_dataset(&opts, &args.out, |written| {
+        if written >= next_report {
+            let pct = if total == 0 {
+                100.0
+            } else {
+                written as f64 * 100.0 / total as f64
+            };
+            if tty {
+                eprint!("\rgenerating: {written}/{total} events ({pct:.0}%)\x1b[K");
+            } else {
+                eprintln!("generating: {written}/{total} events ({pct:.0}%)");
+            }
+            next_report = written + (total / 10).max(100_000);
+        }
+    })
+    .with_context(|| format!("cannot generate the data set into `{}`", args.out.display()))?;
+    if tty {
+        eprintln!();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "wrote {} to {} in {:.1} s ({:.0} events/s)\n{}",
+        "events.jsonl, graph.jsonl, labels.jsonl, manifest.json",
+        args.out.display(),
+        seconds,
+        args.events as f64 / seconds.max(1e-9),
+        serde_json::to_string_pretty(&summary).context("cannot print the summary")?
+    );
+    Ok(())
+}

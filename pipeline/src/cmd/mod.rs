@@ -1,0 +1,7 @@
+//! The subcommands of the `riskstream` binary: argument types and the glue between the
+//! command line, the configuration and the library.
+
+pub mod gen;
+pub mod run;
+pub mod setup;
+pub mod train;

@@ -1,0 +1,533 @@
+//! The streaming job: the engine's stages as tokio tasks connected by bounded channels,
+//! a source thread in front, the sinks behind, a progress line, graceful shutdown and a run
+//! summary in which inputs = results + dead letters.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use riskstream_config::Config;
+
+use super::setup;
+use riskstream_pipeline::engine::{
+    Decoded, Engine, Enriched, FeatureBuffers, Scored, SnapshotClock,
+};
+use riskstream_pipeline::metrics::Metrics;
+use riskstream_pipeline::result::{Reason, ResultView};
+use riskstream_pipeline::sink::LineSink;
+use riskstream_pipeline::source::{BlockingSource, RawBatch};
+
+/// Options of `riskstream run` that override the configuration file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); see config/riskstream.toml for every key.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Read events from this JSONL file instead of the configured source.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Graph file (JSONL) for the in-memory graph.
+    #[arg(long)]
+    pub graph: Option<PathBuf>,
+    /// Model directory (metadata.json + model.safetensors).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Results file (JSONL); `-` for standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Dead-letter file (JSONL); `-` for standard output.
+    #[arg(long = "dead-letter")]
+    pub dead_letter: Option<PathBuf>,
+    /// Stop after this many input records.
+    #[arg(long)]
+    pub max_events: Option<u64>,
+    /// Workers for the aggregation stage (overrides pipeline.workers).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Also write the run summary as JSON to this file.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+}
+
+/// What a run did, printed at the end and optionally written as JSON.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub inputs: u64,
+    pub results: u64,
+    pub dead_letters: u64,
+    pub dead_letters_by_kind: Vec<(String, u64)>,
+    pub decisions: Decisions,
+    pub late_events: u64,
+    pub snapshots: u64,
+    pub graph_unavailable: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    pub latency_ms: Latency,
+    pub results_path: String,
+    pub dead_letter_path: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Decisions {
+    pub allow: u64,
+    pub review: u64,
+    pub block: u64,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl RunSummary {
+    /// Every input is accounted for: one result or one dead letter each.
+    pub fn is_balanced(&self) -> bool {
+        self.inputs == self.results + self.dead_letters
+    }
+}
+
+/// Runs the job until the source ends, `--max-events` is reached, or SIGINT/SIGTERM.
+pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary> {
+    if let Some(workers) = args.workers {
+        config.pipeline.workers = workers;
+    }
+    let metrics = Arc::new(Metrics::default());
+    let setup = setup::build(&config, &args, metrics.clone(), false)?;
+    let engine = Arc::new(setup.engine);
+    let model = setup.model;
+    let mut results = LineSink::open(&setup.results_path)?;
+    let mut dead = LineSink::open(&setup.dead_letter_path)?;
+    let results_path = results.target();
+    let dead_letter_path = dead.target();
+    tracing::info!(
+        source = %setup.source.describe(),
+        graph = setup.graph_description,
+        model = model.version(),
+        results = %results_path,
+        dead_letters = %dead_letter_path,
+        "riskstream job starting"
+    );
+
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let capacity = config.pipeline.channel_capacity.max(1);
+    let (raw_tx, raw_rx) = mpsc::channel::<RawBatch>(capacity);
+    let (dec_tx, dec_rx) = mpsc::channel::<Decoded>(capacity);
+    let (agg_tx, agg_rx) = mpsc::channel::<(
+        Decoded,
+        Vec<riskstream_pipeline::aggregate::EventAggregates>,
+    )>(capacity);
+    let (enr_tx, enr_rx) = mpsc::channel::<Enriched>(capacity);
+    let (sco_tx, mut sco_rx) = mpsc::channel::<Scored>(capacity);
+
+    let started = Instant::now();
+    let source_thread = spawn_source(
+        setup.source,
+        raw_tx,
+        config.pipeline.batch_size.max(1),
+        args.max_events,
+        cancel.clone(),
+    )?;
+
+    let decode = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut rx = raw_rx;
+            while let Some(raw) = rx.recv().await {
+                if dec_tx.send(engine.decode(raw)).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let aggregate = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut rx = dec_rx;
+            let mut clock = SnapshotClock::default();
+            // Snapshots are built on a blocking thread, one at a time and in drain order,
+            // so the stage only pays for copying the changed keys.
+            let mut building: Option<tokio::task::JoinHandle<()>> = None;
+            while let Some(decoded) = rx.recv().await {
+                let aggs = engine.aggregate(&decoded.events);
+                if let Some(pending) = engine.maybe_snapshot(&decoded, &mut clock) {
+                    if let Some(previous) = building.take() {
+                        let _ = previous.await;
+                    }
+                    let engine = engine.clone();
+                    building = Some(tokio::task::spawn_blocking(move || engine.publish(pending)));
+                }
+                if agg_tx.send((decoded, aggs)).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let enrich = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut rx = agg_rx;
+            while let Some((decoded, aggregates)) = rx.recv().await {
+                let graphs = engine.enrich(&decoded.events).await;
+                let snapshot = engine.snapshots.load_full();
+                let enriched = Enriched {
+                    decoded,
+                    aggregates,
+                    graphs,
+                    snapshot,
+                };
+                if enr_tx.send(enriched).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let score = {
+        let engine = engine.clone();
+        let model = model.clone();
+        tokio::spawn(async move {
+            let mut rx = enr_rx;
+            let mut buffers = FeatureBuffers::default();
+            while let Some(enriched) = rx.recv().await {
+                let scored = engine.score(&model, enriched, &mut buffers)?;
+                if sco_tx.send(scored).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<(), riskstream_pipeline::engine::EngineError>(())
+        })
+    };
+    let progress = (!args.quiet).then(|| spawn_progress(metrics.clone(), started, cancel.clone()));
+
+    // The sink runs here: encode, write, flush, then count the batch as delivered.
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+        .context("cannot create the latency histogram")?;
+    let mut lines = Vec::with_capacity(1 << 20);
+    let mut last_percentiles = Instant::now();
+    let mut sink_error = None;
+    while let Some(scored) = sco_rx.recv().await {
+        lines.clear();
+        encode_results(
+            &engine,
+            model.version(),
+            &scored,
+            &mut lines,
+            &mut histogram,
+        );
+        let written = results
+            .write_lines(&lines)
+            .and_then(|()| results.flush())
+            .and_then(|()| dead.write_lines(&scored.enriched.decoded.dead_letters))
+            .and_then(|()| dead.flush());
+        if let Err(err) = written {
+            sink_error = Some(err);
+            cancel.cancel();
+            break;
+        }
+        metrics
+            .results
+            .fetch_add(scored.scores.len() as u64, Relaxed);
+        if last_percentiles.elapsed() >= Duration::from_millis(250) {
+            metrics
+                .latency_p50_us
+                .store(histogram.value_at_quantile(0.5), Relaxed);
+            metrics
+                .latency_p99_us
+                .store(histogram.value_at_quantile(0.99), Relaxed);
+            last_percentiles = Instant::now();
+        }
+    }
+    drop(sco_rx);
+    cancel.cancel();
+    let (d, a, e, s) = tokio::join!(decode, aggregate, enrich, score);
+    d.context("decode stage panicked")?;
+    a.context("aggregate stage panicked")?;
+    e.context("enrich stage panicked")?;
+    let score_result = s.context("score stage panicked")?;
+    let source_result = tokio::task::spawn_blocking(move || source_thread.join())
+        .await
+        .context("source thread could not be joined")?;
+    if let Some(p) = progress {
+        p.abort();
+    }
+    if let Some(err) = sink_error {
+        return Err(err).context("results could not be delivered; the job stopped consuming");
+    }
+    score_result?;
+    match source_result {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => return Err(err).context("the source failed"),
+        Err(_) => anyhow::bail!("the source thread panicked"),
+    }
+
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = summarize(
+        &metrics,
+        &histogram,
+        seconds,
+        results_path,
+        dead_letter_path,
+    );
+    print_summary(&summary);
+    if let Some(path) = &args.summary_json {
+        let json = serde_json::to_vec_pretty(&summary).context("cannot encode the run summary")?;
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write the run summary to `{}`", path.display()))?;
+    }
+    Ok(summary)
+}
+
+/// Encodes a scored batch as result lines and records each result's latency.
+fn encode_results(
+    engine: &Engine,
+    model_version: &str,
+    scored: &Scored,
+    out: &mut Vec<u8>,
+    histogram: &mut Histogram<u64>,
+) {
+    let enriched = &scored.enriched;
+    let decoded = &enriched.decoded;
+    let specs = engine.layout.describe();
+    let now = Instant::now();
+    let mut reasons: Vec<Reason<'_>> = Vec::with_capacity(riskstream_pipeline::engine::REASONS);
+    for (i, event) in decoded.events.iter().enumerate() {
+        let record = &decoded.raw.records[decoded.records[i] as usize];
+        let latency = now.saturating_duration_since(record.received);
+        let _ = histogram.record((latency.as_micros() as u64).max(1));
+        reasons.clear();
+        reasons.extend(
+            scored.reasons[i]
+                .iter()
+                .map(|(f, value, contribution)| Reason {
+                    feature: &specs[*f].name,
+                    name: &specs[*f].description,
+                    value: *value,
+                    contribution: *contribution,
+                }),
+        );
+        let view = ResultView {
+            event,
+            score: scored.scores[i],
+            decision: scored.decisions[i],
+            reasons: &reasons,
+            aggregates: &enriched.aggregates[i],
+            aggregate_names: &engine.aggregate_names,
+            graph: &enriched.graphs[i],
+            model_version,
+            snapshot_id: enriched.snapshot.id,
+            source: riskstream_pipeline::dead_letter::SourceRef {
+                topic: &decoded.raw.topic,
+                partition: record.partition,
+                offset: record.offset,
+            },
+            processed_at: &scored.processed_at,
+            latency_ms: latency.as_secs_f64() * 1000.0,
+        };
+        // Writing JSON of strings and finite numbers into a Vec cannot fail.
+        if serde_json::to_writer(&mut *out, &view).is_ok() {
+            out.push(b'\n');
+        }
+    }
+}
+
+/// Runs a blocking source on its own thread, feeding the decode stage.
+fn spawn_source(
+    mut source: Box<dyn BlockingSource>,
+    tx: mpsc::Sender<RawBatch>,
+    batch_size: usize,
+    max_events: Option<u64>,
+    cancel: CancellationToken,
+) -> anyhow::Result<std::thread::JoinHandle<Result<(), riskstream_pipeline::source::SourceError>>> {
+    std::thread::Builder::new()
+        .name("riskstream-source".into())
+        .spawn(move || {
+            let mut sent = 0u64;
+            while !cancel.is_cancelled() {
+                let want = match max_events {
+                    Some(max) if sent >= max => break,
+                    Some(max) => batch_size.min((max - sent) as usize),
+                    None => batch_size,
+                };
+                let Some(batch) = source.next_batch(want)? else {
+                    break;
+                };
+                sent += batch.len() as u64;
+                if tx.blocking_send(batch).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .context("cannot start the source thread")
+}
+
+/// SIGINT or SIGTERM: stop reading; what was read is finished and delivered.
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                        _ = cancel.cancelled() => return,
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the job");
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = cancel.cancelled() => return,
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = cancel.cancelled() => return,
+        }
+        tracing::info!("shutdown requested: draining in-flight events");
+        cancel.cancel();
+    });
+}
+
+/// The live progress line on stderr, once a second.
+fn spawn_progress(
+    metrics: Arc<Metrics>,
+    started: Instant,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let tty = std::io::stderr().is_terminal();
+        let mut tick = tokio::time::interval(Duration::from_secs(if tty { 1 } else { 5 }));
+        tick.tick().await;
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = cancel.cancelled() => break,
+            }
+            let results = Metrics::get(&metrics.results);
+            let dead = Metrics::get(&metrics.dead_letters);
+            let done = results + dead;
+            let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-9);
+            last = (Instant::now(), done);
+            let line = format!(
+                "[{:>6.1}s] {:>10.0} events/s | results {} (allow {}, review {}, block {}) | dead letters {} | latency p50 {:.2} ms p99 {:.2} ms",
+                started.elapsed().as_secs_f64(),
+                rate,
+                results,
+                Metrics::get(&metrics.decisions[0]),
+                Metrics::get(&metrics.decisions[1]),
+                Metrics::get(&metrics.decisions[2]),
+                dead,
+                Metrics::get(&metrics.latency_p50_us) as f64 / 1000.0,
+                Metrics::get(&metrics.latency_p99_us) as f64 / 1000.0,
+            );
+            if tty {
+                eprint!("\r{line}\x1b[K");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+        if tty {
+            eprintln!();
+        }
+    })
+}
+
+fn summarize(
+    metrics: &Metrics,
+    histogram: &Histogram<u64>,
+    seconds: f64,
+    results_path: String,
+    dead_letter_path: String,
+) -> RunSummary {
+    let results = Metrics::get(&metrics.results);
+    let dead_letters = Metrics::get(&metrics.dead_letters);
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    RunSummary {
+        inputs: Metrics::get(&metrics.inputs),
+        results,
+        dead_letters,
+        dead_letters_by_kind: metrics
+            .dead_letters_by_kind()
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
+        decisions: Decisions {
+            allow: Metrics::get(&metrics.decisions[0]),
+            review: Metrics::get(&metrics.decisions[1]),
+            block: Metrics::get(&metrics.decisions[2]),
+        },
+        late_events: Metrics::get(&metrics.late_events),
+        snapshots: Metrics::get(&metrics.snapshots),
+        graph_unavailable: Metrics::get(&metrics.graph_unavailable),
+        seconds,
+        events_per_second: (results + dead_letters) as f64 / seconds.max(1e-9),
+        latency_ms: if histogram.is_empty() {
+            Latency::default()
+        } else {
+            Latency {
+                p50: ms(0.5),
+                p90: ms(0.9),
+                p99: ms(0.99),
+                max: histogram.max() as f64 / 1000.0,
+            }
+        },
+        results_path,
+        dead_letter_path,
+    }
+}
+
+fn print_summary(s: &RunSummary) {
+    let by_kind = if s.dead_letters_by_kind.is_empty() {
+        String::new()
+    } else {
+        let parts: Vec<String> = s
+            .dead_letters_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        format!("  ({})", parts.join(", "))
+    };
+    eprintln!(
+        "riskstream run finished in {:.2} s\n  inputs        {}\n  results       {}  (allow {}, review {}, block {})\n  dead letters  {}{}\n  late events   {}\n  snapshots     {}\n  graph unavailable {}\n  throughput    {:.0} events/s\n  latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}\n  results       {}\n  dead letters  {}{}",
+        s.seconds,
+        s.inputs,
+        s.results,
+        s.decisions.allow,
+        s.decisions.review,
+        s.decisions.block,
+        s.dead_letters,
+        by_kind,
+        s.late_events,
+        s.snapshots,
+        s.graph_unavailable,
+        s.events_per_second,
+        s.latency_ms.p50,
+        s.latency_ms.p90,
+        s.latency_ms.p99,
+        s.latency_ms.max,
+        s.results_path,
+        s.dead_letter_path,
+        if s.is_balanced() { "" } else { "\n  WARNING: inputs != results + dead letters" },
+    );
+}

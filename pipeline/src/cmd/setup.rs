@@ -1,0 +1,254 @@
+//! Builds a ready-to-run engine, source and sink paths from the configuration and the
+//! command line, with errors that say which key or option to change.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+
+use riskstream_config::{AggregateKey, Config, GraphKind, ModelDevice, SinkKind, SourceKind};
+use riskstream_graph::{EntityKind, GraphEnricher, MemoryGraph};
+use riskstream_inference::{DeviceChoice, Model};
+use riskstream_pipeline::aggregate::{AggregateOptions, Aggregator, Snapshots};
+use riskstream_pipeline::engine::{Engine, EngineOptions};
+use riskstream_pipeline::features::FeatureLayout;
+use riskstream_pipeline::gen::GenOptions;
+use riskstream_pipeline::metrics::Metrics;
+use riskstream_pipeline::source::file::FileSource;
+use riskstream_pipeline::source::generator::GeneratorSource;
+use riskstream_pipeline::source::BlockingSource;
+
+use super::run::RunArgs;
+
+/// Everything `riskstream run` needs, built and checked before the first event is read.
+pub struct Setup {
+    pub engine: Engine,
+    pub model: Arc<Model>,
+    pub source: Box<dyn BlockingSource>,
+    pub results_path: PathBuf,
+    pub dead_letter_path: PathBuf,
+    pub graph_description: String,
+}
+
+/// The aggregation options for the configured keys, windows and workers.
+pub fn aggregate_options(config: &Config) -> AggregateOptions {
+    AggregateOptions {
+        kinds: config
+            .aggregate
+            .keys
+            .iter()
+            .map(|k| match k {
+                AggregateKey::Account => EntityKind::Account,
+                AggregateKey::Device => EntityKind::Device,
+                AggregateKey::Ip => EntityKind::Ip,
+                AggregateKey::Merchant => EntityKind::Merchant,
+            })
+            .collect(),
+        windows: config.aggregate.windows.clone(),
+        distinct_window: config.aggregate.distinct_window,
+        workers: config.pipeline.effective_workers(),
+        ..AggregateOptions::default()
+    }
+}
+
+/// Generator options from `source.generator.*`.
+pub fn generator_options(config: &Config) -> anyhow::Result<GenOptions> {
+    let g = &config.source.generator;
+    let start_ms = riskstream_pipeline::decode::parse_ts(&g.start)
+        .map_err(|e| anyhow::anyhow!("source.generator.start: {e}"))?;
+    Ok(GenOptions {
+        seed: g.seed,
+        events: g.events,
+        accounts: g.accounts,
+        fraud_rate: g.fraud_rate,
+        start_ms,
+    })
+}
+
+/// Loads the model named by `--model` or `model.path`.
+pub fn load_model(config: &Config, override_path: Option<&Path>) -> anyhow::Result<Model> {
+    let path = override_path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(&config.model.path));
+    let device = match config.model.device {
+        ModelDevice::Cpu => DeviceChoice::Cpu,
+        ModelDevice::Cuda => DeviceChoice::Cuda,
+    };
+    if !path.is_dir() {
+        bail!(
+            "model directory `{}` not found (model.path or --model); the shipped model is \
+             models/riskstream-v1 relative to the repository root: run from there or set model.path",
+            path.display()
+        );
+    }
+    Model::load(&path, device)
+        .with_context(|| format!("cannot load the model in `{}`", path.display()))
+}
+
+/// The decision thresholds: `model.review_threshold` / `model.block_threshold` when set,
+/// else the model's own.
+pub fn thresholds(config: &Config, model: &Model) -> anyhow::Result<(f32, f32)> {
+    let meta = model.thresholds();
+    let review = config
+        .model
+        .review_threshold
+        .map(|t| t as f32)
+        .unwrap_or(meta.review);
+    let block = config
+        .model
+        .block_threshold
+        .map(|t| t as f32)
+        .unwrap_or(meta.block);
+    if review >= block {
+        bail!(
+            "review threshold {review} is not below block threshold {block} (model.review_threshold / \
+             model.block_threshold, or the model's metadata); set them so that review < block"
+        );
+    }
+    Ok((review, block))
+}
+
+/// The engine for a configuration and a graph. `deterministic` selects event-time
+/// snapshots (training, replay). With a model, checks that it reads this configuration's
+/// features and takes its thresholds.
+pub fn engine(
+    config: &Config,
+    model: Option<&Model>,
+    enricher: Option<Arc<dyn GraphEnricher>>,
+    metrics: Arc<Metrics>,
+    deterministic: bool,
+) -> anyhow::Result<Engine> {
+    let aggregator =
+        Aggregator::new(aggregate_options(config)).context("invalid aggregate configuration")?;
+    let layout = FeatureLayout::new(&config.aggregate.windows, config.graph.max_hops);
+    let thresholds = match model {
+        Some(model) => {
+            Engine::check_model(model, &layout)?;
+            thresholds(config, model)?
+        }
+        // Featurising for training decides nothing.
+        None => (f32::INFINITY, f32::INFINITY),
+    };
+    let snapshots = Snapshots::new(&aggregator);
+    Ok(Engine {
+        options: EngineOptions {
+            max_event_bytes: config.source.max_event_bytes,
+            graph_deadline: config.graph.batch_deadline,
+            snapshot_interval: config.snapshot.interval,
+            deterministic,
+            thresholds,
+            max_hops: config.graph.max_hops,
+        },
+        aggregator,
+        snapshots,
+        enricher,
+        aggregate_names: Engine::names_for(&config.aggregate.windows),
+        layout,
+        metrics,
+    })
+}
+
+/// Loads a graph file into the in-memory graph.
+pub fn memory_graph(path: &Path, max_hops: u32) -> anyhow::Result<MemoryGraph> {
+    MemoryGraph::load(path, max_hops).with_context(|| {
+        format!(
+            "cannot load the graph file `{}` (graph.path or --graph)",
+            path.display()
+        )
+    })
+}
+
+/// Builds the job: source, graph, model, engine and sink paths.
+pub fn build(
+    config: &Config,
+    args: &RunArgs,
+    metrics: Arc<Metrics>,
+    deterministic: bool,
+) -> anyhow::Result<Setup> {
+    let keep = config.dead_letter.max_payload_bytes;
+    let max_bytes = config.source.max_event_bytes;
+    let mut generated_graph = None;
+    let (source, input_path): (Box<dyn BlockingSource>, Option<PathBuf>) = match (&args.input, config.source.kind) {
+        (Some(path), _) => (Box::new(FileSource::open(path, max_bytes, keep)?), Some(path.clone())),
+        (None, SourceKind::File) => {
+            if config.source.path.is_empty() {
+                bail!("source.kind is \"file\" but source.path is empty; set source.path or pass --input FILE");
+            }
+            let path = PathBuf::from(&config.source.path);
+            (Box::new(FileSource::open(&path, max_bytes, keep)?), Some(path))
+        }
+        (None, SourceKind::Generator) => {
+            let source = GeneratorSource::new(generator_options(config)?)
+                .context("cannot start the built-in generator (source.generator.*)")?;
+            generated_graph = Some(source.graph_records());
+            (Box::new(source), None)
+        }
+        (None, SourceKind::Kafka) => bail!(
+            "source.kind = \"kafka\" is not available in this build yet; use \"generator\" or \"file\""
+        ),
+    };
+
+    let max_hops = config.graph.max_hops;
+    let (enricher, graph_description): (Option<Arc<dyn GraphEnricher>>, String) = match config
+        .graph
+        .kind
+    {
+        GraphKind::None => (None, "none".into()),
+        GraphKind::Neo4j => bail!(
+            "graph.kind = \"neo4j\" is not available in this build yet; use \"memory\" or \"none\""
+        ),
+        GraphKind::Memory => {
+            let explicit = args.graph.clone().or_else(|| {
+                (!config.graph.path.is_empty()).then(|| PathBuf::from(&config.graph.path))
+            });
+            let beside_input = input_path
+                .as_ref()
+                .and_then(|p| p.parent().map(|d| d.join("graph.jsonl")))
+                .filter(|p| p.is_file());
+            if let Some(path) = explicit.or(beside_input) {
+                let graph = memory_graph(&path, max_hops)?;
+                let text = format!("memory ({}, {} nodes)", path.display(), graph.node_count());
+                (Some(Arc::new(graph)), text)
+            } else if let Some(records) = generated_graph {
+                let graph = MemoryGraph::from_records(records, max_hops)
+                    .context("the generated graph is invalid")?;
+                let text = format!("memory (generated, {} nodes)", graph.node_count());
+                (Some(Arc::new(graph)), text)
+            } else {
+                tracing::warn!(
+                    "no graph file: set graph.path or --graph (or put graph.jsonl beside the input); \
+                     events are scored without graph features (graph.status = \"skipped\")"
+                );
+                (None, "none (no graph file)".into())
+            }
+        }
+    };
+
+    let model = load_model(config, args.model.as_deref())?;
+    let engine = engine(config, Some(&model), enricher, metrics, deterministic)?;
+
+    let results_path = match (&args.output, config.sink.kind) {
+        (Some(p), _) => p.clone(),
+        (None, SinkKind::Stdout) => PathBuf::from("-"),
+        (None, SinkKind::File) => PathBuf::from(&config.sink.path),
+        (None, SinkKind::Kafka) => bail!(
+            "sink.kind = \"kafka\" is not available in this build yet; use \"file\" or \"stdout\""
+        ),
+    };
+    let dead_letter_path = match (&args.dead_letter, config.dead_letter.kind) {
+        (Some(p), _) => p.clone(),
+        (None, SinkKind::Stdout) => PathBuf::from("-"),
+        (None, SinkKind::File) => PathBuf::from(&config.dead_letter.path),
+        (None, SinkKind::Kafka) => bail!(
+            "dead_letter.kind = \"kafka\" is not available in this build yet; use \"file\" or \"stdout\""
+        ),
+    };
+    Ok(Setup {
+        engine,
+        model: Arc::new(model),
+        source,
+        results_path,
+        dead_letter_path,
+        graph_description,
+    })
+}

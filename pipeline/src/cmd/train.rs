@@ -1,0 +1,191 @@
+//! `riskstream train`: featurise a generated data set with the job's own engine, train the
+//! model, evaluate it on held-out data and write it where `run` can load it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use riskstream_config::Config;
+use riskstream_graph::GraphEnricher;
+use riskstream_inference::{
+    evaluate, evaluate_by_group, train as fit, Dataset, Metrics as ModelMetrics, Model,
+    TrainOptions,
+};
+use riskstream_pipeline::dataset::featurize;
+use riskstream_pipeline::gen::{FraudPattern, EVENTS_FILE, GRAPH_FILE, LABELS_FILE};
+use riskstream_pipeline::metrics::Metrics;
+
+use super::setup;
+
+/// Options of `riskstream train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Data set written by `riskstream gen` (events.jsonl, labels.jsonl, graph.jsonl).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model folder to write (model.safetensors, metadata.json, metrics.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A second data set, generated with another seed, to report held-out metrics on.
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// Configuration (aggregate windows, graph hops) the features are computed with.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Training seed: same data and seed give the same weights and metrics.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Passes over the training data.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Version string written into the model's metadata and every result.
+    #[arg(long, default_value = "riskstream-v1")]
+    pub version: String,
+    /// Precision the block threshold must reach on the validation split.
+    #[arg(long, default_value_t = 0.9)]
+    pub block_precision: f64,
+    /// Share of fraud that must score at or above the review threshold on the validation
+    /// split (review catches what block, tuned for precision, lets through).
+    #[arg(long, default_value_t = 0.99)]
+    pub review_recall: f64,
+}
+
+/// Featurises one data set folder with a fresh engine (fresh window state).
+fn featurize_dir(config: &Config, dir: &Path) -> anyhow::Result<Dataset> {
+    let graph = setup::memory_graph(&dir.join(GRAPH_FILE), config.graph.max_hops)?;
+    let enricher: Arc<dyn GraphEnricher> = Arc::new(graph);
+    let metrics = Arc::new(Metrics::default());
+    let engine = setup::engine(config, None, Some(enricher), metrics.clone(), true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let data = runtime
+        .block_on(featurize(
+            &engine,
+            &dir.join(EVENTS_FILE),
+            &dir.join(LABELS_FILE),
+            config.pipeline.batch_size.max(1),
+            config.source.max_event_bytes,
+        ))
+        .with_context(|| format!("cannot featurise the data set in `{}`", dir.display()))?;
+    let dead = Metrics::get(&metrics.dead_letters);
+    if dead > 0 {
+        tracing::warn!(
+            dead_letters = dead,
+            "records of the data set did not decode and were skipped"
+        );
+    }
+    Ok(data)
+}
+
+fn by_pattern(groups: &BTreeMap<u8, ModelMetrics>) -> BTreeMap<&'static str, ModelMetrics> {
+    groups
+        .iter()
+        .filter_map(|(g, m)| {
+            FraudPattern::ALL
+                .get(usize::from(*g))
+                .map(|p| (p.as_str(), m.clone()))
+        })
+        .collect()
+}
+
+fn print_metrics(label: &str, m: &ModelMetrics) {
+    eprintln!(
+        "{label:<12} rows {:>8}  fraud {:>6}  ROC AUC {}  review ≥{:.3}: precision {:.3} recall {:.3}  block ≥{:.3}: precision {:.3} recall {:.3}",
+        m.rows,
+        m.positives,
+        m.roc_auc.map_or("n/a".to_string(), |a| format!("{a:.4}")),
+        m.review.threshold,
+        m.review.precision,
+        m.review.recall,
+        m.block.threshold,
+        m.block.precision,
+        m.block.recall,
+    );
+}
+
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref()).context("invalid configuration")?;
+    eprintln!("featurising {} ...", args.data.display());
+    let data = featurize_dir(&config, &args.data)?;
+    eprintln!(
+        "{} rows x {} features, {} fraud",
+        data.n_rows(),
+        data.n_features(),
+        data.labels.iter().filter(|l| **l > 0.5).count()
+    );
+    let mut opts = TrainOptions {
+        seed: args.seed,
+        version: args.version.clone(),
+        target_block_precision: args.block_precision,
+        target_review_recall: args.review_recall,
+        ..TrainOptions::default()
+    };
+    if let Some(epochs) = args.epochs {
+        opts.epochs = epochs;
+    }
+    let (model, report) = fit(&data, &opts).context("training failed")?;
+    eprintln!("trained in {:.1} s", report.seconds);
+    print_metrics("train", &report.train);
+    print_metrics("validation", &report.validation);
+
+    let mut metrics = serde_json::json!({
+        "version": args.version,
+        "seed": args.seed,
+        "train": report.train,
+        "validation": report.validation,
+        "validation_by_pattern": by_pattern(&report.validation_by_group),
+        "thresholds": report.thresholds,
+        "epochs_loss": report.epochs_loss,
+    });
+    if let Some(eval_dir) = &args.eval_data {
+        eprintln!("featurising held-out {} ...", eval_dir.display());
+        let held = featurize_dir(&config, eval_dir)?;
+        let heldout = evaluate_model(&model, &held)?;
+        print_metrics("held-out", &heldout.0);
+        for (pattern, m) in &heldout.1 {
+            eprintln!(
+                "  {pattern:<10} events {:>7}  recall at block {:.3}  at review {:.3}",
+                m.rows, m.block.recall, m.review.recall
+            );
+        }
+        metrics["heldout"] = serde_json::json!({
+            "data": eval_dir.display().to_string(),
+            "overall": heldout.0,
+            "by_pattern": heldout.1,
+        });
+    }
+    model
+        .save(&args.out)
+        .with_context(|| format!("cannot write the model to `{}`", args.out.display()))?;
+    let metrics_path = args.out.join("metrics.json");
+    let mut text = serde_json::to_string_pretty(&metrics).context("cannot encode metrics")?;
+    text.push('\n');
+    std::fs::write(&metrics_path, text)
+        .with_context(|| format!("cannot write `{}`", metrics_path.display()))?;
+    eprintln!("model written to {}", args.out.display());
+    Ok(())
+}
+
+/// Scores a data set with `model` in batches and evaluates it overall and per pattern.
+fn evaluate_model(
+    model: &Model,
+    data: &Dataset,
+) -> anyhow::Result<(ModelMetrics, BTreeMap<&'static str, ModelMetrics>)> {
+    let n = data.n_features();
+    let mut scores = Vec::with_capacity(data.n_rows());
+    for chunk in data.features.chunks(4096 * n) {
+        scores.extend(
+            model
+                .score(chunk, chunk.len() / n)
+                .context("scoring failed")?,
+        );
+    }
+    let thresholds = model.thresholds();
+    let overall = evaluate(&scores, &data.labels, thresholds);
+    let groups = evaluate_by_group(&scores, &data.labels, &data.groups, thresholds);
+    Ok((overall, by_pattern(&groups)))
+}

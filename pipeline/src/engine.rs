@@ -1,0 +1,391 @@
+//! The processing core shared by the streaming job, training and replay: the stages of
+//! DESIGN.md's data flow as plain functions over micro-batches. The job runs them as tokio
+//! tasks connected by bounded channels; training and replay run them one after another so
+//! that their output is deterministic.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use riskstream_graph::GraphEnricher;
+use riskstream_inference::Model;
+
+use crate::aggregate::{AggregateSnapshot, Aggregator, ChangeSet, EventAggregates, Snapshots};
+use crate::dead_letter::DeadLetter;
+use crate::decode::decode;
+use crate::enrich::{enrich_batch, EventGraph};
+use crate::event::{format_ts, Event};
+use crate::features::{window_label, FeatureLayout};
+use crate::metrics::Metrics;
+use crate::result::{AggregateNames, Decision};
+use crate::source::RawBatch;
+
+/// Settings of the engine that come from configuration.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// `source.max_event_bytes`.
+    pub max_event_bytes: usize,
+    /// `graph.batch_deadline`.
+    pub graph_deadline: Duration,
+    /// `snapshot.interval`.
+    pub snapshot_interval: Duration,
+    /// Snapshots by event time at batch boundaries instead of by wall-clock time, so that
+    /// the same input always sees the same snapshots (training, replay, tests).
+    pub deterministic: bool,
+    /// Decision thresholds (review, block).
+    pub thresholds: (f32, f32),
+    pub max_hops: u32,
+}
+
+/// The stages' shared state: window aggregates, snapshots, graph, feature layout, metrics.
+/// The model is passed to [`Engine::score`] separately, so that featurising for training
+/// needs none and a new model can be swapped in between batches.
+pub struct Engine {
+    pub options: EngineOptions,
+    pub aggregator: Aggregator,
+    pub snapshots: Snapshots,
+    pub enricher: Option<Arc<dyn GraphEnricher>>,
+    pub layout: FeatureLayout,
+    pub aggregate_names: AggregateNames,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A decoded batch: the events that decoded (with the index of their raw record) and the
+/// dead letters of those that did not, already encoded as JSON lines.
+pub struct Decoded {
+    pub raw: RawBatch,
+    pub events: Vec<Event>,
+    pub records: Vec<u32>,
+    pub dead_letters: Vec<u8>,
+}
+
+/// A batch after the aggregate and enrich stages.
+pub struct Enriched {
+    pub decoded: Decoded,
+    pub aggregates: Vec<EventAggregates>,
+    pub graphs: Vec<EventGraph>,
+    pub snapshot: Arc<AggregateSnapshot>,
+}
+
+/// Reasons of one event: (feature index, raw value, contribution), strongest first.
+pub type EventReasons = Vec<(usize, f32, f32)>;
+
+/// A scored batch, ready to encode.
+pub struct Scored {
+    pub enriched: Enriched,
+    pub scores: Vec<f32>,
+    pub decisions: Vec<Decision>,
+    pub reasons: Vec<EventReasons>,
+    pub processed_at: String,
+}
+
+/// How many reasons a result lists.
+pub const REASONS: usize = 3;
+
+/// Errors that stop the engine (never caused by one bad event).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("model `{version}` cannot score: {source}")]
+    Model {
+        version: String,
+        source: riskstream_inference::ModelError,
+    },
+    #[error(
+        "model `{version}` was trained on features {expected:?} but this configuration produces {actual:?}; \
+         use a model trained with the same aggregate.windows, or retrain with `riskstream train`"
+    )]
+    FeatureMismatch {
+        version: String,
+        expected: Vec<String>,
+        actual: Vec<String>,
+    },
+}
+
+impl Engine {
+    /// Checks that the model reads exactly the features this configuration produces.
+    pub fn check_model(model: &Model, layout: &FeatureLayout) -> Result<(), EngineError> {
+        let actual = layout.names();
+        if model.feature_names() != actual.as_slice() {
+            return Err(EngineError::FeatureMismatch {
+                version: model.version().to_string(),
+                expected: model.feature_names().to_vec(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// The per-key output field names for the configured windows.
+    pub fn names_for(windows: &[Duration]) -> AggregateNames {
+        let labels: Vec<String> = windows.iter().map(|w| window_label(*w)).collect();
+        AggregateNames::new(&labels)
+    }
+
+    /// Decode stage: every record becomes an event or a dead letter.
+    pub fn decode(&self, raw: RawBatch) -> Decoded {
+        let mut events = Vec::with_capacity(raw.len());
+        let mut records = Vec::with_capacity(raw.len());
+        let mut dead_letters = Vec::new();
+        let mut received_at: Option<String> = None;
+        for (i, record) in raw.records.iter().enumerate() {
+            let bytes = raw.payload(record);
+            let outcome = match raw.oversize_len(i) {
+                Some(size) => Err(crate::decode::DecodeError::Oversize {
+                    size,
+                    limit: self.options.max_event_bytes,
+                }),
+                None => decode(bytes, self.options.max_event_bytes),
+            };
+            match outcome {
+                Ok(event) => {
+                    events.push(event);
+                    records.push(i as u32);
+                }
+                Err(err) => {
+                    self.metrics.count_dead_letter(err.kind());
+                    let at = received_at.get_or_insert_with(|| format_ts(now_ms()));
+                    let position = raw.position(record);
+                    let size = raw.oversize_len(i).unwrap_or(bytes.len());
+                    let letter = DeadLetter::new(&err, bytes, size, &position, at.clone());
+                    // Serialising plain strings and numbers into a Vec cannot fail.
+                    if serde_json::to_writer(&mut dead_letters, &letter).is_ok() {
+                        dead_letters.push(b'\n');
+                    }
+                }
+            }
+        }
+        self.metrics.inputs.fetch_add(raw.len() as u64, Relaxed);
+        Decoded {
+            raw,
+            events,
+            records,
+            dead_letters,
+        }
+    }
+
+    /// Aggregate stage: applies the batch to the window state (per-key order kept) and
+    /// returns each event's aggregates, itself included.
+    pub fn aggregate(&self, events: &[Event]) -> Vec<EventAggregates> {
+        self.aggregator.apply_batch(events)
+    }
+
+    /// Called between batches: when a snapshot is due, drains the keys changed since the
+    /// last one. In deterministic mode (due by event time) the snapshot is also published
+    /// here, so the next batch sees it; otherwise (due by wall-clock time) the drained
+    /// changes are returned for the caller to publish off the hot path with
+    /// [`Engine::publish`].
+    pub fn maybe_snapshot(
+        &self,
+        decoded: &Decoded,
+        clock: &mut SnapshotClock,
+    ) -> Option<PendingSnapshot> {
+        if let Some(w) = decoded.events.iter().map(|e| e.ts_ms).max() {
+            clock.watermark_ms = clock.watermark_ms.max(w);
+        }
+        for record in &decoded.raw.records {
+            let key = format!("{}/{}", decoded.raw.topic, record.partition);
+            let entry = clock.offsets.entry(key).or_insert(record.offset);
+            *entry = (*entry).max(record.offset);
+        }
+        let due = if self.options.deterministic {
+            let interval = self.options.snapshot_interval.as_millis() as i64;
+            clock.watermark_ms >= clock.published_event_ms.saturating_add(interval)
+        } else {
+            clock.published_at.elapsed() >= self.options.snapshot_interval
+        };
+        if !due {
+            return None;
+        }
+        clock.published_event_ms = clock.watermark_ms;
+        clock.published_at = Instant::now();
+        let pending = PendingSnapshot {
+            changes: self.aggregator.drain_changes(),
+            watermark_ms: clock.watermark_ms,
+            offsets: clock.offsets.clone(),
+        };
+        if self.options.deterministic {
+            self.publish(pending);
+            None
+        } else {
+            Some(pending)
+        }
+    }
+
+    /// Builds and publishes a snapshot from drained changes.
+    pub fn publish(&self, pending: PendingSnapshot) {
+        match self
+            .snapshots
+            .publish_changes(pending.changes, pending.watermark_ms, pending.offsets)
+        {
+            Ok(snapshot) => {
+                self.metrics.snapshots.fetch_add(1, Relaxed);
+                tracing::debug!(
+                    id = snapshot.id,
+                    changed_keys = snapshot.changed_keys,
+                    built_ms = snapshot.built_in.as_secs_f64() * 1000.0,
+                    "snapshot published"
+                );
+            }
+            Err(err) => tracing::error!(error = %err, "snapshot not published"),
+        }
+    }
+
+    /// Enrich stage.
+    pub async fn enrich(&self, events: &[Event]) -> Vec<EventGraph> {
+        let graphs = enrich_batch(
+            self.enricher.as_deref(),
+            self.options.graph_deadline,
+            events,
+        )
+        .await;
+        let unavailable = graphs
+            .iter()
+            .filter(|g| g.status == crate::enrich::GraphStatus::Unavailable)
+            .count();
+        self.metrics
+            .graph_unavailable
+            .fetch_add(unavailable as u64, Relaxed);
+        graphs
+    }
+
+    /// Feature rows of a batch: `model` (what the network reads) and `raw` (what reasons
+    /// show), both row-major.
+    pub fn features(&self, enriched: &Enriched, model: &mut Vec<f32>, raw: &mut Vec<f32>) {
+        let n = self.layout.len();
+        let events = &enriched.decoded.events;
+        model.clear();
+        model.resize(events.len() * n, 0.0);
+        raw.clear();
+        raw.resize(events.len() * n, 0.0);
+        for (i, event) in events.iter().enumerate() {
+            let baseline = event
+                .merchant_id
+                .as_deref()
+                .and_then(|m| enriched.snapshot.baselines.merchant(m))
+                .map(|b| (b.mean, b.std));
+            self.layout.assemble(
+                event,
+                &enriched.aggregates[i],
+                baseline,
+                &enriched.graphs[i],
+                &mut model[i * n..(i + 1) * n],
+                &mut raw[i * n..(i + 1) * n],
+            );
+        }
+    }
+
+    /// Score stage: scores, decisions and, for results at or above the review threshold,
+    /// the top reasons.
+    pub fn score(
+        &self,
+        model: &Model,
+        enriched: Enriched,
+        buffers: &mut FeatureBuffers,
+    ) -> Result<Scored, EngineError> {
+        let n = self.layout.len();
+        self.features(&enriched, &mut buffers.model, &mut buffers.raw);
+        let rows = enriched.decoded.events.len();
+        let model_error = |source| EngineError::Model {
+            version: model.version().to_string(),
+            source,
+        };
+        let scores = if rows == 0 {
+            Vec::new()
+        } else {
+            model.score(&buffers.model, rows).map_err(model_error)?
+        };
+        let (review, block) = self.options.thresholds;
+        let decisions: Vec<Decision> = scores
+            .iter()
+            .map(|score| Decision::from_score(*score, review, block))
+            .collect();
+        for decision in &decisions {
+            self.metrics.decisions[decision.index()].fetch_add(1, Relaxed);
+        }
+        // Reasons only for review and block results (documented): their rows go through
+        // one batched contributions pass.
+        let flagged: Vec<usize> = (0..rows)
+            .filter(|i| decisions[*i] != Decision::Allow)
+            .collect();
+        let mut reasons = vec![EventReasons::new(); rows];
+        if !flagged.is_empty() {
+            buffers.flagged.clear();
+            for i in &flagged {
+                buffers
+                    .flagged
+                    .extend_from_slice(&buffers.model[i * n..(i + 1) * n]);
+            }
+            let contributions = model
+                .contributions_batch(&buffers.flagged, flagged.len(), model.baseline())
+                .map_err(model_error)?;
+            for (k, i) in flagged.iter().enumerate() {
+                let mut top: EventReasons = contributions[k * n..(k + 1) * n]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c > 0.0)
+                    .map(|(f, c)| (f, buffers.raw[i * n + f], *c))
+                    .collect();
+                top.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+                top.truncate(REASONS);
+                reasons[*i] = top;
+            }
+        }
+        Ok(Scored {
+            enriched,
+            scores,
+            decisions,
+            reasons,
+            processed_at: format_ts(now_ms()),
+        })
+    }
+}
+
+/// Reusable feature buffers of the score stage (no per-batch allocation).
+#[derive(Default)]
+pub struct FeatureBuffers {
+    pub model: Vec<f32>,
+    pub raw: Vec<f32>,
+    /// Rows of the results that get reasons.
+    pub flagged: Vec<f32>,
+}
+
+/// Changes drained for a snapshot, waiting to be built and published.
+pub struct PendingSnapshot {
+    pub changes: ChangeSet,
+    pub watermark_ms: i64,
+    pub offsets: BTreeMap<String, i64>,
+}
+
+/// When the last snapshot was published, in event time and wall-clock time, and the
+/// newest source offsets applied (recorded in snapshots).
+pub struct SnapshotClock {
+    pub offsets: BTreeMap<String, i64>,
+    pub watermark_ms: i64,
+    pub published_event_ms: i64,
+    pub published_at: Instant,
+}
+
+impl Default for SnapshotClock {
+    fn default() -> Self {
+        // "Long ago", so that the first batch publishes the first snapshot at once and
+        // readers do not wait a whole interval for population baselines.
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(3600))
+            .unwrap_or_else(Instant::now);
+        SnapshotClock {
+            offsets: BTreeMap::new(),
+            watermark_ms: i64::MIN,
+            published_event_ms: i64::MIN,
+            published_at: long_ago,
+        }
+    }
+}
+
+/// Wall-clock time in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

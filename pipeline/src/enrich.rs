@@ -1,0 +1,198 @@
+//! The enrich stage: one batched graph look-up per micro-batch, bounded by a deadline, and
+//! the per-event graph answer built from the answers for the event's entities.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ahash::AHashMap;
+use serde::Serialize;
+
+use riskstream_graph::{GraphAnswer, GraphEnricher};
+
+use crate::event::Event;
+
+/// Whether the event got graph features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphStatus {
+    /// The graph answered.
+    Ok,
+    /// The graph failed or missed the deadline; the event was scored without graph features.
+    Unavailable,
+    /// No graph is configured (`graph.kind = "none"`).
+    Skipped,
+}
+
+/// The graph answer for one event: the closest known fraud over all of the event's
+/// entities (account, counterparty, device, IP, merchant).
+#[derive(Debug, Clone)]
+pub struct EventGraph {
+    pub status: GraphStatus,
+    /// The answer of the entity nearest to a flagged node; ties go to the entity listed
+    /// first in [`entities`].
+    pub nearest: Option<Arc<GraphAnswer>>,
+    /// The most flagged nodes near any one of the event's entities.
+    pub flagged_nearby: u32,
+    /// Whether any of the event's entities is in the graph.
+    pub known: bool,
+}
+
+impl EventGraph {
+    pub fn without(status: GraphStatus) -> Self {
+        EventGraph {
+            status,
+            nearest: None,
+            flagged_nearby: 0,
+            known: false,
+        }
+    }
+
+    pub fn hops(&self) -> Option<u32> {
+        self.nearest.as_ref().and_then(|a| a.hops)
+    }
+}
+
+/// The entity ids of an event that the graph is asked about, in tie-break order.
+pub fn entities(event: &Event) -> impl Iterator<Item = &str> {
+    [
+        Some(event.account_id.as_str()),
+        event.counterparty_id.as_deref(),
+        event.device_id.as_deref(),
+        event.ip.as_deref(),
+        event.merchant_id.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Looks up every distinct entity of the batch in one call and builds each event's answer.
+/// A failed or late look-up marks the whole batch `unavailable` instead of waiting longer
+/// than `deadline`.
+pub async fn enrich_batch(
+    enricher: Option<&dyn GraphEnricher>,
+    deadline: Duration,
+    events: &[Event],
+) -> Vec<EventGraph> {
+    let Some(enricher) = enricher else {
+        return vec![EventGraph::without(GraphStatus::Skipped); events.len()];
+    };
+    let mut index: AHashMap<&str, usize> = AHashMap::with_capacity(events.len() * 4);
+    let mut ids: Vec<&str> = Vec::with_capacity(events.len() * 4);
+    for event in events {
+        for id in entities(event) {
+            index.entry(id).or_insert_with(|| {
+                ids.push(id);
+                ids.len() - 1
+            });
+        }
+    }
+    let answers = match tokio::time::timeout(deadline, enricher.lookup(&ids)).await {
+        Ok(Ok(answers)) if answers.len() == ids.len() => answers,
+        Ok(Ok(answers)) => {
+            tracing::warn!(
+                backend = enricher.backend(),
+                asked = ids.len(),
+                got = answers.len(),
+                "graph answered with the wrong number of answers; batch scored without graph features"
+            );
+            return vec![EventGraph::without(GraphStatus::Unavailable); events.len()];
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(backend = enricher.backend(), error = %err, "graph look-up failed; batch scored without graph features");
+            return vec![EventGraph::without(GraphStatus::Unavailable); events.len()];
+        }
+        Err(_) => {
+            tracing::warn!(
+                backend = enricher.backend(),
+                deadline_ms = deadline.as_millis() as u64,
+                "graph look-up missed its deadline; batch scored without graph features"
+            );
+            return vec![EventGraph::without(GraphStatus::Unavailable); events.len()];
+        }
+    };
+    events
+        .iter()
+        .map(|event| {
+            let mut graph = EventGraph::without(GraphStatus::Ok);
+            for id in entities(event) {
+                let answer = &answers[index[id]];
+                graph.known |= answer.known;
+                graph.flagged_nearby = graph.flagged_nearby.max(answer.flagged_within);
+                let closer = match (&graph.nearest, answer.hops) {
+                    (_, None) => false,
+                    (None, Some(_)) => true,
+                    (Some(best), Some(h)) => best.hops.is_none_or(|b| h < b),
+                };
+                if closer {
+                    graph.nearest = Some(answer.clone());
+                }
+            }
+            graph
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use riskstream_graph::{EntityKind, GraphRecord, MemoryGraph, Relation};
+
+    fn event(account: &str, device: Option<&str>) -> Event {
+        Event {
+            event_id: "e".into(),
+            ts_ms: 0,
+            account_id: account.into(),
+            counterparty_id: None,
+            merchant_id: None,
+            device_id: device.map(Into::into),
+            ip: None,
+            amount: 1.0,
+            currency: None,
+            channel: None,
+            country: None,
+        }
+    }
+
+    fn graph() -> MemoryGraph {
+        let node = |id: &str, kind, flagged| GraphRecord::Node {
+            id: id.into(),
+            kind,
+            flagged,
+        };
+        let edge = |src: &str, dst: &str| GraphRecord::Edge {
+            src: src.into(),
+            dst: dst.into(),
+            rel: Relation::Uses,
+        };
+        MemoryGraph::from_records(
+            [
+                node("A-1", EntityKind::Account, false),
+                node("A-9", EntityKind::Account, true),
+                node("D-1", EntityKind::Device, false),
+                edge("A-1", "D-1"),
+                edge("A-9", "D-1"),
+            ],
+            3,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn event_takes_the_nearest_answer_over_its_entities() {
+        let g = graph();
+        let events = [event("A-1", Some("D-1")), event("A-2", None)];
+        let out = enrich_batch(Some(&g), Duration::from_secs(1), &events).await;
+        assert_eq!(out[0].status, GraphStatus::Ok);
+        assert_eq!(out[0].hops(), Some(1), "the device is one hop from A-9");
+        assert!(out[0].known);
+        assert_eq!(out[0].flagged_nearby, 1);
+        assert_eq!(out[1].hops(), None);
+        assert!(!out[1].known);
+    }
+
+    #[tokio::test]
+    async fn no_graph_means_skipped() {
+        let out = enrich_batch(None, Duration::from_secs(1), &[event("A-1", None)]).await;
+        assert_eq!(out[0].status, GraphStatus::Skipped);
+    }
+}

@@ -1,0 +1,439 @@
+//! Feature assembly: turns an event, its window aggregates, the snapshot's population
+//! baselines and its graph answer into the model's feature vector.
+//!
+//! The vector's layout depends on the configured windows (`aggregate.windows`), so it is
+//! described by a [`FeatureLayout`] built from the configuration; the model's metadata lists
+//! the names it was trained with, and the job refuses to start when they differ.
+//! Every feature is documented in [`FeatureLayout::describe`] (and in the README).
+
+use std::time::Duration;
+
+use riskstream_graph::EntityKind;
+
+use crate::aggregate::{CountryCode, EventAggregates};
+use crate::enrich::{EventGraph, GraphStatus};
+use crate::event::Event;
+
+/// Which part of the pipeline produces a feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Event,
+    Window,
+    Baseline,
+    Graph,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Event => "event",
+            Stage::Window => "window aggregate",
+            Stage::Baseline => "snapshot baseline",
+            Stage::Graph => "graph",
+        }
+    }
+}
+
+/// One feature: its name in the model metadata, a readable description and its stage.
+#[derive(Debug, Clone)]
+pub struct FeatureSpec {
+    pub name: String,
+    pub description: String,
+    pub stage: Stage,
+    /// How the raw value is turned into the model input.
+    pub transform: &'static str,
+}
+
+/// The feature vector's layout for one configuration.
+#[derive(Debug, Clone)]
+pub struct FeatureLayout {
+    specs: Vec<FeatureSpec>,
+    windows: Vec<Duration>,
+    max_hops: u32,
+}
+
+const CHANNELS: [&str; 4] = ["card", "online", "transfer", "atm"];
+/// Z-scores are clipped so that one absurd amount cannot dominate the network.
+const Z_CLIP: f32 = 10.0;
+
+/// The readable label of a window: `1m`, `1h`, `24h`, `30s`, `500ms`.
+pub fn window_label(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn ln1p(x: f64) -> f32 {
+    x.max(0.0).ln_1p() as f32
+}
+
+fn flag(b: bool) -> f32 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+impl FeatureLayout {
+    /// The layout for the given windows and graph hop limit.
+    pub fn new(windows: &[Duration], max_hops: u32) -> Self {
+        let mut specs = Vec::new();
+        let mut add = |name: String, description: String, stage, transform| {
+            specs.push(FeatureSpec {
+                name,
+                description,
+                stage,
+                transform,
+            })
+        };
+        add(
+            "amount_log".into(),
+            "payment amount".into(),
+            Stage::Event,
+            "ln(1+x)",
+        );
+        add(
+            "hour_sin".into(),
+            "time of day (UTC), sine".into(),
+            Stage::Event,
+            "sin(2π·hour/24)",
+        );
+        add(
+            "hour_cos".into(),
+            "time of day (UTC), cosine".into(),
+            Stage::Event,
+            "cos(2π·hour/24)",
+        );
+        for ch in CHANNELS {
+            add(
+                format!("channel_{ch}"),
+                format!("channel is {ch}"),
+                Stage::Event,
+                "0/1",
+            );
+        }
+        add(
+            "has_counterparty".into(),
+            "payment to another account".into(),
+            Stage::Event,
+            "0/1",
+        );
+        add(
+            "country_changed".into(),
+            "country differs from the account's previous payment".into(),
+            Stage::Window,
+            "0/1",
+        );
+        for (kind, who) in [
+            (EntityKind::Account, "the account"),
+            (EntityKind::Device, "the device"),
+            (EntityKind::Ip, "the IP address"),
+            (EntityKind::Merchant, "the merchant"),
+        ] {
+            let k = kind.as_str();
+            for w in windows {
+                let w = window_label(*w);
+                add(
+                    format!("{k}_count_{w}"),
+                    format!("payments by {who} in the last {w}"),
+                    Stage::Window,
+                    "ln(1+x)",
+                );
+                if kind == EntityKind::Account {
+                    add(
+                        format!("{k}_sum_{w}"),
+                        format!("amount paid by {who} in the last {w}"),
+                        Stage::Window,
+                        "ln(1+x)",
+                    );
+                }
+            }
+            match kind {
+                EntityKind::Account => {
+                    add(
+                        "account_distinct_cp".into(),
+                        "distinct counterparties of the account".into(),
+                        Stage::Window,
+                        "ln(1+x)",
+                    );
+                    add(
+                        "account_age_h".into(),
+                        "hours since the account was first seen".into(),
+                        Stage::Window,
+                        "ln(1+x)",
+                    );
+                    add(
+                        "account_gap_s".into(),
+                        "seconds since the account's previous payment".into(),
+                        Stage::Window,
+                        "ln(1+x), 0 if none",
+                    );
+                    add(
+                        "account_new".into(),
+                        "first payment seen from the account".into(),
+                        Stage::Window,
+                        "0/1",
+                    );
+                    add(
+                        "account_amount_ratio".into(),
+                        "amount against the account's mean amount".into(),
+                        Stage::Window,
+                        "ln(1+amount) − ln(1+mean), longest window",
+                    );
+                }
+                EntityKind::Device | EntityKind::Ip => {
+                    add(
+                        format!("{k}_age_h"),
+                        format!("hours since {who} was first seen"),
+                        Stage::Window,
+                        "ln(1+x)",
+                    );
+                    add(
+                        format!("{k}_new"),
+                        format!("first payment seen from {who}"),
+                        Stage::Window,
+                        "0/1",
+                    );
+                    add(
+                        format!("{k}_missing"),
+                        format!("event names no {k}"),
+                        Stage::Event,
+                        "0/1",
+                    );
+                }
+                EntityKind::Merchant => {
+                    add(
+                        "merchant_missing".into(),
+                        "event names no merchant".into(),
+                        Stage::Event,
+                        "0/1",
+                    );
+                }
+            }
+        }
+        add(
+            "merchant_amount_z".into(),
+            "amount against the merchant's usual amounts".into(),
+            Stage::Baseline,
+            "(amount − mean)/std, clipped to ±10, 0 if no baseline",
+        );
+        add(
+            "merchant_baseline_missing".into(),
+            "no baseline for the merchant yet".into(),
+            Stage::Baseline,
+            "0/1",
+        );
+        add(
+            "graph_proximity".into(),
+            format!("closeness to known fraud in the entity graph (within {max_hops} hops)"),
+            Stage::Graph,
+            "(max_hops+1−hops)/(max_hops+1), 0 if none within max_hops",
+        );
+        add(
+            "graph_flagged_nearby".into(),
+            "known-fraud entities near the event's entities".into(),
+            Stage::Graph,
+            "ln(1+x)",
+        );
+        add(
+            "graph_known".into(),
+            "an entity of the event is in the graph".into(),
+            Stage::Graph,
+            "0/1",
+        );
+        add(
+            "graph_unavailable".into(),
+            "graph answer missing (unavailable or skipped)".into(),
+            Stage::Graph,
+            "0/1",
+        );
+        FeatureLayout {
+            specs,
+            windows: windows.to_vec(),
+            max_hops,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.specs.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// Every feature with its description, stage and transform.
+    pub fn describe(&self) -> &[FeatureSpec] {
+        &self.specs
+    }
+
+    /// Writes the features of one event. `model` receives the transformed values the model
+    /// reads; `raw` the untransformed values that reasons show to people. Both must be
+    /// `self.len()` long.
+    pub fn assemble(
+        &self,
+        event: &Event,
+        aggs: &EventAggregates,
+        baseline: Option<(f64, f64)>,
+        graph: &EventGraph,
+        model: &mut [f32],
+        raw: &mut [f32],
+    ) {
+        debug_assert_eq!(
+            model.len(),
+            self.len(),
+            "feature buffer has the layout's length"
+        );
+        let mut i = 0;
+        let mut put = |m: f32, r: f64| {
+            model[i] = m;
+            raw[i] = r as f32;
+            i += 1;
+        };
+        let amount = event.amount;
+        put(ln1p(amount), amount);
+        let hour = (event.ts_ms.rem_euclid(86_400_000) as f64) / 3_600_000.0;
+        let angle = hour / 24.0 * std::f64::consts::TAU;
+        put(angle.sin() as f32, hour);
+        put(angle.cos() as f32, hour);
+        let channel = event.channel.as_deref().unwrap_or("");
+        for ch in CHANNELS {
+            let b = channel == ch;
+            put(flag(b), f64::from(flag(b)));
+        }
+        let b = event.counterparty_id.is_some();
+        put(flag(b), f64::from(flag(b)));
+
+        let account = aggs.get(EntityKind::Account);
+        let now = event.country.as_deref().and_then(CountryCode::from_name);
+        let changed = match (account.and_then(|v| v.previous_country), now) {
+            (Some(prev), Some(now)) => prev != now,
+            _ => false,
+        };
+        put(flag(changed), f64::from(flag(changed)));
+
+        for kind in [
+            EntityKind::Account,
+            EntityKind::Device,
+            EntityKind::Ip,
+            EntityKind::Merchant,
+        ] {
+            let kv = aggs.get(kind);
+            for w in 0..self.windows.len() {
+                let (count, sum) = kv
+                    .map(|v| (v.windows.count(w), v.windows.sum(w)))
+                    .unwrap_or((0, 0.0));
+                put(ln1p(f64::from(count)), f64::from(count));
+                if kind == EntityKind::Account {
+                    put(ln1p(sum), sum);
+                }
+            }
+            let age_h = kv
+                .map(|v| (event.ts_ms - v.first_seen_ms).max(0) as f64 / 3.6e6)
+                .unwrap_or(0.0);
+            let is_new = kv.is_some_and(|v| v.previous_last_seen_ms.is_none());
+            match kind {
+                EntityKind::Account => {
+                    let distinct = kv
+                        .map(|v| f64::from(v.distinct_counterparties))
+                        .unwrap_or(0.0);
+                    put(ln1p(distinct), distinct);
+                    put(ln1p(age_h), age_h);
+                    let gap_s = kv
+                        .and_then(|v| v.previous_last_seen_ms)
+                        .map(|p| (event.ts_ms - p).max(0) as f64 / 1000.0)
+                        .unwrap_or(0.0);
+                    put(ln1p(gap_s), gap_s);
+                    put(flag(is_new), f64::from(flag(is_new)));
+                    let longest = self.windows.len().saturating_sub(1);
+                    let mean = kv
+                        .map(|v| (v.windows.count(longest), v.windows.sum(longest)))
+                        .filter(|(c, _)| *c > 0)
+                        .map(|(c, s)| s / f64::from(c))
+                        .unwrap_or(amount);
+                    let ratio = ln1p(amount) - ln1p(mean);
+                    put(ratio, amount / mean.max(0.01));
+                }
+                EntityKind::Device | EntityKind::Ip => {
+                    put(ln1p(age_h), age_h);
+                    put(flag(is_new), f64::from(flag(is_new)));
+                    let missing = kv.is_none();
+                    put(flag(missing), f64::from(flag(missing)));
+                }
+                EntityKind::Merchant => {
+                    let missing = kv.is_none();
+                    put(flag(missing), f64::from(flag(missing)));
+                }
+            }
+        }
+
+        match baseline {
+            Some((mean, std)) if std > 0.0 => {
+                let z = ((amount - mean) / std) as f32;
+                let z = z.clamp(-Z_CLIP, Z_CLIP);
+                put(z, f64::from(z));
+                put(0.0, 0.0);
+            }
+            _ => {
+                put(0.0, 0.0);
+                put(1.0, 1.0);
+            }
+        }
+
+        let hops_limit = f64::from(self.max_hops) + 1.0;
+        let proximity = graph
+            .hops()
+            .map(|h| (hops_limit - f64::from(h)) / hops_limit)
+            .unwrap_or(0.0);
+        put(
+            proximity as f32,
+            graph.hops().map(f64::from).unwrap_or(-1.0),
+        );
+        let nearby = f64::from(graph.flagged_nearby);
+        put(ln1p(nearby), nearby);
+        put(flag(graph.known), f64::from(flag(graph.known)));
+        let unavailable = graph.status != GraphStatus::Ok;
+        put(flag(unavailable), f64::from(flag(unavailable)));
+        debug_assert_eq!(i, self.len(), "assemble wrote every feature of the layout");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_labels_read_like_the_config() {
+        assert_eq!(window_label(Duration::from_secs(60)), "1m");
+        assert_eq!(window_label(Duration::from_secs(3600)), "1h");
+        assert_eq!(window_label(Duration::from_secs(86_400)), "24h");
+        assert_eq!(window_label(Duration::from_secs(90)), "90s");
+        assert_eq!(window_label(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn layout_names_are_unique_and_follow_the_windows() {
+        let windows = [60, 3600, 86_400].map(Duration::from_secs);
+        let layout = FeatureLayout::new(&windows, 3);
+        let names = layout.names();
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
+        assert!(names.contains(&"account_count_1m".to_string()));
+        assert!(names.contains(&"ip_count_24h".to_string()));
+        assert!(names.contains(&"graph_proximity".to_string()));
+    }
+}

@@ -1,0 +1,20 @@
+//! riskstream's streaming job as a library: decode → aggregate → enrich → score → sink.
+//!
+//! The `riskstream` binary (src/main.rs and src/cmd/) wires these modules to the command
+//! line; training and replay reuse the same [`engine`] so that what is trained on and what is
+//! replayed is exactly what the live job computes.
+
+pub mod aggregate;
+pub mod dataset;
+pub mod dead_letter;
+pub mod decode;
+pub mod engine;
+pub mod enrich;
+pub mod event;
+pub mod features;
+pub mod gen;
+pub mod logging;
+pub mod metrics;
+pub mod result;
+pub mod sink;
+pub mod source;

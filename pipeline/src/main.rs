@@ -1,0 +1,110 @@
+//! `riskstream`: the streaming job and its tools. A thin layer over the library: parse the
+//! command line, load configuration, call the library, report errors with context.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use riskstream_config::Config;
+mod cmd;
+
+use cmd::{gen as gen_cmd, run as job, train as train_cmd};
+
+#[derive(Parser)]
+#[command(
+    name = "riskstream",
+    version,
+    about = "Streaming risk analytics: decode, aggregate, enrich with graph paths, score, publish."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the streaming job. With no options: built-in generator → in-memory graph →
+    /// shipped model → results in out/results.jsonl.
+    Run(job::RunArgs),
+    /// Generate a synthetic data set: events, entity graph and fraud labels.
+    Gen(gen_cmd::GenArgs),
+    /// Train and evaluate the scoring model on generated data.
+    Train(train_cmd::TrainArgs),
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (defaults, file, RISKSTREAM__* overrides; secrets
+    /// redacted) or the errors that make it invalid.
+    Check {
+        /// Configuration file (TOML). Without it: defaults plus environment overrides.
+        file: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    pin_thread_count();
+    riskstream_pipeline::logging::init();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The model library sizes its matrix-multiply thread pool from `RAYON_NUM_THREADS`, and
+/// when that is unset it counts physical cores by reading /proc/cpuinfo on every call, which
+/// cost several percent of the job's time per scored batch. Setting the variable once, to
+/// the parallelism this process may use, keeps the same thread count without the reads.
+fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Single-threaded here: nothing else reads the environment yet.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            let config = Config::load(args.config.as_deref())
+                .map_err(anyhow::Error::from)
+                .context("invalid configuration")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("riskstream")
+                .build()
+                .context("cannot start the async runtime")?;
+            let summary = runtime.block_on(job::run(config, args))?;
+            Ok(if summary.is_balanced() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Gen(args) => gen_cmd::gen(args).map(|()| ExitCode::SUCCESS),
+        Command::Train(args) => train_cmd::train(args).map(|()| ExitCode::SUCCESS),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(file.as_deref()) {
+            Ok(config) => {
+                print!("{}", config.to_redacted_toml());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                Ok(ExitCode::from(2))
+            }
+        },
+    }
+}

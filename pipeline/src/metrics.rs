@@ -1,0 +1,85 @@
+//! Job metrics: one place where counters live, so the progress line, the run summary and
+//! (later) the admin endpoint all read the same numbers.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// The kinds of dead letter, in the order the summary lists them. Kept in step with
+/// [`crate::decode::DecodeError::kind`].
+pub const DEAD_LETTER_KINDS: [&str; 9] = [
+    "oversize",
+    "not_utf8",
+    "not_json",
+    "not_an_object",
+    "missing_field",
+    "wrong_type",
+    "empty_field",
+    "non_finite_amount",
+    "bad_timestamp",
+];
+
+/// Counters of one job run. Updated by the stages with relaxed atomics (each counter is
+/// independent; readers want a recent value, not a consistent cut).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub inputs: AtomicU64,
+    pub results: AtomicU64,
+    pub dead_letters: AtomicU64,
+    dead_by_kind: [AtomicU64; DEAD_LETTER_KINDS.len()],
+    pub decisions: [AtomicU64; 3],
+    pub late_events: AtomicU64,
+    pub snapshots: AtomicU64,
+    pub graph_unavailable: AtomicU64,
+    /// Latency percentiles of delivered results in microseconds, refreshed by the sink.
+    pub latency_p50_us: AtomicU64,
+    pub latency_p99_us: AtomicU64,
+}
+
+impl Metrics {
+    pub fn count_dead_letter(&self, kind: &str) {
+        self.dead_letters.fetch_add(1, Relaxed);
+        if let Some(i) = DEAD_LETTER_KINDS.iter().position(|k| *k == kind) {
+            self.dead_by_kind[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Dead letters by kind, kinds with none left out.
+    pub fn dead_letters_by_kind(&self) -> Vec<(&'static str, u64)> {
+        DEAD_LETTER_KINDS
+            .iter()
+            .zip(&self.dead_by_kind)
+            .map(|(k, n)| (*k, n.load(Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_decode_error_kind_has_a_dead_letter_counter() {
+        use crate::decode::decode;
+        let m = Metrics::default();
+        for bad in [
+            &b"x"[..],
+            b"[]",
+            b"{}",
+            b"\xff",
+            br#"{"event_id":"e","ts":"2026-11-22T10:03:12Z","account_id":"A","amount":"1"}"#,
+        ] {
+            let kind = decode(bad, 1024).unwrap_err().kind();
+            assert!(DEAD_LETTER_KINDS.contains(&kind), "{kind} has no counter");
+            m.count_dead_letter(kind);
+        }
+        assert_eq!(Metrics::get(&m.dead_letters), 5);
+        assert_eq!(
+            m.dead_letters_by_kind().iter().map(|(_, n)| n).sum::<u64>(),
+            5
+        );
+    }
+}

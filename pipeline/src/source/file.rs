@@ -1,0 +1,171 @@
+//! The JSONL file source: one event per line.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{BlockingSource, RawBatch, SourceError};
+
+/// Reads a JSONL file line by line. Lines longer than the size limit are not held in memory
+/// whole: only `keep` bytes of them are kept (enough for the dead letter's prefix) and the
+/// rest is skipped, so one huge line cannot exhaust memory.
+pub struct FileSource {
+    path: PathBuf,
+    reader: BufReader<File>,
+    topic: Arc<str>,
+    line: i64,
+    max_bytes: usize,
+    keep: usize,
+    scratch: Vec<u8>,
+}
+
+impl FileSource {
+    /// Opens `path`. `max_bytes` is `source.max_event_bytes`; `keep` is how much of an
+    /// oversize line to keep (`dead_letter.max_payload_bytes`).
+    pub fn open(path: &Path, max_bytes: usize, keep: usize) -> Result<Self, SourceError> {
+        let file = File::open(path).map_err(|source| SourceError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(FileSource {
+            path: path.to_path_buf(),
+            reader: BufReader::with_capacity(1 << 20, file),
+            topic: format!("file:{}", path.display()).into(),
+            line: 0,
+            max_bytes,
+            keep: keep.min(max_bytes),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Reads one line into `scratch` (without the newline). Returns the full length of the
+    /// line, which is more than `scratch.len()` when it was oversize, or `None` at the end.
+    fn read_line(&mut self) -> std::io::Result<Option<usize>> {
+        self.scratch.clear();
+        let limit = (self.max_bytes + 1) as u64;
+        let mut taken = (&mut self.reader).take(limit);
+        let n = taken.read_until(b'\n', &mut self.scratch)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if self.scratch.last() == Some(&b'\n') {
+            self.scratch.pop();
+            if self.scratch.last() == Some(&b'\r') {
+                self.scratch.pop();
+            }
+            return Ok(Some(self.scratch.len()));
+        }
+        if (n as u64) < limit {
+            // The last line of the file, without a newline.
+            return Ok(Some(self.scratch.len()));
+        }
+        // Oversize: keep a prefix, count and skip the rest of the line.
+        let mut total = self.scratch.len();
+        self.scratch.truncate(self.keep);
+        loop {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(Some(total));
+            }
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    total += i;
+                    self.reader.consume(i + 1);
+                    return Ok(Some(total));
+                }
+                None => {
+                    let len = buf.len();
+                    total += len;
+                    self.reader.consume(len);
+                }
+            }
+        }
+    }
+}
+
+impl BlockingSource for FileSource {
+    fn next_batch(&mut self, max: usize) -> Result<Option<RawBatch>, SourceError> {
+        let mut batch = RawBatch::new(self.topic.clone(), max);
+        while batch.len() < max {
+            let full_len = match self.read_line() {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(source) => {
+                    return Err(SourceError::Read {
+                        path: self.path.display().to_string(),
+                        line: self.line,
+                        source,
+                    })
+                }
+            };
+            let offset = self.line;
+            self.line += 1;
+            if full_len == 0 {
+                // Blank lines carry no event; they are not counted as input.
+                continue;
+            }
+            let received = Instant::now();
+            if full_len > self.max_bytes {
+                batch.push_oversize(&self.scratch, full_len, 0, offset, received);
+            } else {
+                batch.push(&self.scratch, 0, offset, received);
+            }
+        }
+        Ok(if batch.is_empty() { None } else { Some(batch) })
+    }
+
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn lines(batch: &RawBatch) -> Vec<(i64, Vec<u8>)> {
+        batch
+            .records
+            .iter()
+            .map(|r| (r.offset, batch.payload(r).to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_lines_in_batches_with_line_offsets_and_skips_blank_lines() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write!(f, "a\r\nb\n\nc\nd").unwrap();
+        let mut src = FileSource::open(f.path(), 100, 100).unwrap();
+        let first = src.next_batch(2).unwrap().unwrap();
+        assert_eq!(lines(&first), vec![(0, b"a".to_vec()), (1, b"b".to_vec())]);
+        let second = src.next_batch(10).unwrap().unwrap();
+        assert_eq!(lines(&second), vec![(3, b"c".to_vec()), (4, b"d".to_vec())]);
+        assert!(src.next_batch(10).unwrap().is_none());
+    }
+
+    #[test]
+    fn oversize_line_keeps_only_a_prefix_and_its_true_size() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let long = "x".repeat(10_000);
+        writeln!(f, "short\n{long}\nafter").unwrap();
+        let mut src = FileSource::open(f.path(), 100, 8).unwrap();
+        let batch = src.next_batch(10).unwrap().unwrap();
+        assert_eq!(batch.len(), 3);
+        let big = &batch.records[1];
+        assert_eq!(batch.payload(big), b"xxxxxxxx");
+        assert_eq!(batch.oversize_len(1), Some(10_000));
+        assert_eq!(batch.payload(&batch.records[2]), b"after");
+        assert_eq!(batch.records[2].offset, 2);
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let err = FileSource::open(Path::new("no/such/events.jsonl"), 10, 10)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("no/such/events.jsonl"), "{err}");
+    }
+}

@@ -1,0 +1,134 @@
+//! Sources: where raw input records come from. Every source hands the job batches of raw
+//! bytes with their position; decoding happens in one place for all of them.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub mod file;
+pub mod generator;
+
+/// Where a record came from, as results and dead letters report it. For Kafka it is the
+/// topic, partition and offset; a file source reports `file:<path>`, partition 0 and the
+/// 0-based line index; the built-in generator reports `generator`, partition 0 and the
+/// event's sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One raw record inside a [`RawBatch`].
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    /// The record's bytes inside [`RawBatch::buf`].
+    pub range: Range<usize>,
+    pub partition: i32,
+    pub offset: i64,
+    /// When the source read it; results report latency from here.
+    pub received: Instant,
+}
+
+/// A micro-batch of raw records. Payloads are stored back to back in one buffer so that a
+/// batch costs two allocations, not one per record.
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    pub topic: Arc<str>,
+    pub buf: Vec<u8>,
+    pub records: Vec<RawRecord>,
+    /// Records whose payload was cut because they were over the size limit: the record
+    /// index and the record's true size. Rare, so kept aside rather than in every record.
+    pub oversize: Vec<(usize, usize)>,
+}
+
+impl RawBatch {
+    pub fn new(topic: Arc<str>, capacity: usize) -> Self {
+        RawBatch {
+            topic,
+            buf: Vec::with_capacity(capacity * 256),
+            records: Vec::with_capacity(capacity),
+            oversize: Vec::new(),
+        }
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, payload: &[u8], partition: i32, offset: i64, received: Instant) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(payload);
+        self.records.push(RawRecord {
+            range: start..self.buf.len(),
+            partition,
+            offset,
+            received,
+        });
+    }
+
+    /// Appends the kept prefix of a record that was over the size limit.
+    pub fn push_oversize(
+        &mut self,
+        prefix: &[u8],
+        full_len: usize,
+        partition: i32,
+        offset: i64,
+        received: Instant,
+    ) {
+        self.oversize.push((self.records.len(), full_len));
+        self.push(prefix, partition, offset, received);
+    }
+
+    /// The true size of record `index` if it was cut for being over the size limit.
+    pub fn oversize_len(&self, index: usize) -> Option<usize> {
+        self.oversize
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, len)| *len)
+    }
+
+    pub fn payload(&self, record: &RawRecord) -> &[u8] {
+        &self.buf[record.range.clone()]
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn position(&self, record: &RawRecord) -> Position {
+        Position {
+            topic: self.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+        }
+    }
+}
+
+/// A source that produces batches by blocking reads (files, the generator). The job runs it
+/// on a thread of its own so that slow reads never stall the async stages.
+pub trait BlockingSource: Send {
+    /// The next batch of at most `max` records, or `None` when the source is exhausted.
+    fn next_batch(&mut self, max: usize) -> Result<Option<RawBatch>, SourceError>;
+    /// A short description for logs: the file name, "generator".
+    fn describe(&self) -> String;
+}
+
+/// Errors that stop a source. Bad records are not source errors: they become dead letters.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open input file `{path}`: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read input file `{path}` after line {line}: {source}")]
+    Read {
+        path: String,
+        line: i64,
+        source: std::io::Error,
+    },
+    #[error("the built-in generator failed: {0}")]
+    Generator(String),
+}

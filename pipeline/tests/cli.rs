@@ -1,0 +1,438 @@
+//! End-to-end tests of the `riskstream` binary on files and the built-in generator: what a
+//! user types, what they get. (Tests against Kafka and Neo4j live in integration-tests/.)
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_riskstream"));
+    cmd.env("RUST_LOG", "warn");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("RISKSTREAM__") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn shipped_model() -> PathBuf {
+    repo_root().join("models/riskstream-v1")
+}
+
+fn ok(output: Output) -> Output {
+    assert!(
+        output.status.success(),
+        "command failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn read_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn summary(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+const RESULT_FIELDS: [&str; 14] = [
+    "schema_version",
+    "event_id",
+    "account_id",
+    "ts",
+    "score",
+    "decision",
+    "reasons",
+    "aggregates",
+    "graph",
+    "model_version",
+    "snapshot_id",
+    "source",
+    "processed_at",
+    "latency_ms",
+];
+
+#[test]
+fn default_run_writes_one_complete_result_per_generated_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let dead = dir.path().join("dead.jsonl");
+    let summary_path = dir.path().join("summary.json");
+    ok(bin()
+        .current_dir(repo_root())
+        .args(["run", "--quiet", "--max-events", "50000", "--output"])
+        .arg(&out)
+        .arg("--dead-letter")
+        .arg(&dead)
+        .arg("--summary-json")
+        .arg(&summary_path)
+        .output()
+        .unwrap());
+    let results = read_lines(&out);
+    assert_eq!(results.len(), 50_000);
+    let mut ids = HashSet::new();
+    let mut decisions = HashSet::new();
+    for r in &results {
+        for field in RESULT_FIELDS {
+            assert!(r.get(field).is_some(), "result lacks `{field}`: {r}");
+        }
+        let score = r["score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score), "score {score} out of range");
+        assert!(r["aggregates"]["account"]["count_1m"].as_u64().unwrap() >= 1);
+        assert_eq!(r["graph"]["status"], "ok");
+        assert_eq!(r["model_version"], "riskstream-v1");
+        assert_eq!(r["source"]["topic"], "generator");
+        ids.insert(r["event_id"].as_str().unwrap().to_string());
+        decisions.insert(r["decision"].as_str().unwrap().to_string());
+        if r["decision"] != "allow" {
+            let reasons = r["reasons"].as_array().unwrap();
+            assert!(
+                !reasons.is_empty(),
+                "a {} result has no reasons: {r}",
+                r["decision"]
+            );
+            let c: Vec<f64> = reasons
+                .iter()
+                .map(|x| x["contribution"].as_f64().unwrap())
+                .collect();
+            assert!(
+                c.windows(2).all(|w| w[0] >= w[1]),
+                "reasons not strongest first: {c:?}"
+            );
+        }
+    }
+    assert_eq!(ids.len(), 50_000, "event ids are unique");
+    assert!(
+        decisions.contains("allow") && decisions.contains("block"),
+        "{decisions:?}"
+    );
+    let s = summary(&summary_path);
+    assert_eq!(s["inputs"], 50_000);
+    assert_eq!(s["results"], 50_000);
+    assert_eq!(s["dead_letters"], 0);
+    assert!(s["snapshots"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn every_kind_of_bad_line_becomes_a_dead_letter_and_good_lines_get_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.jsonl");
+    let good = |i: usize| {
+        format!(
+            r#"{{"event_id":"e-{i}","ts":"2026-11-22T10:03:{:02}.000Z","account_id":"A-{}","merchant_id":"M-1","device_id":"D-1","ip":"203.0.113.7","amount":{}.5,"currency":"EUR","channel":"card","country":"DE"}}"#,
+            i % 60,
+            i % 7,
+            10 + i
+        )
+    };
+    let oversize = format!(
+        r#"{{"event_id":"big","ts":"2026-11-22T10:03:12Z","account_id":"A-1","amount":1,"pad":"{}"}}"#,
+        "x".repeat(2000)
+    );
+    let bad: Vec<(Vec<u8>, &str)> = vec![
+        (b"this is not json".to_vec(), "not_json"),
+        (
+            br#"{"event_id":"e","ts":"2026-11-22T10:03:12Z","amount":1}"#.to_vec(),
+            "missing_field",
+        ),
+        (
+            br#"{"event_id":"e","ts":"2026-11-22T10:03:12Z","account_id":"A","amount":"12"}"#
+                .to_vec(),
+            "wrong_type",
+        ),
+        (
+            br#"{"event_id":"e","ts":"2026-11-22T10:03:12Z","account_id":"A","amount":1e999}"#
+                .to_vec(),
+            "non_finite_amount",
+        ),
+        (
+            br#"{"event_id":"e","ts":"22/11/2026 10:03","account_id":"A","amount":1}"#.to_vec(),
+            "bad_timestamp",
+        ),
+        (oversize.into_bytes(), "oversize"),
+        (
+            b"{\"event_id\":\"\xff\xfe\",\"ts\":\"2026-11-22T10:03:12Z\"}".to_vec(),
+            "not_utf8",
+        ),
+        (b"[1,2,3]".to_vec(), "not_an_object"),
+    ];
+    let mut bytes = Vec::new();
+    let mut good_count = 0;
+    for i in 0..200 {
+        bytes.extend_from_slice(good(i).as_bytes());
+        bytes.push(b'\n');
+        good_count += 1;
+        if i % 20 == 0 {
+            let (line, _) = &bad[(i / 20) % bad.len()];
+            bytes.extend_from_slice(line);
+            bytes.push(b'\n');
+        }
+    }
+    std::fs::write(&input, &bytes).unwrap();
+    let config = dir.path().join("small.toml");
+    std::fs::write(
+        &config,
+        "[source]\nmax_event_bytes = 1024\n[graph]\nkind = \"none\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("results.jsonl");
+    let dead = dir.path().join("dead.jsonl");
+    ok(bin()
+        .arg("run")
+        .arg("--quiet")
+        .arg("--config")
+        .arg(&config)
+        .arg("--model")
+        .arg(shipped_model())
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .arg("--dead-letter")
+        .arg(&dead)
+        .output()
+        .unwrap());
+    let results = read_lines(&out);
+    assert_eq!(results.len(), good_count);
+    assert!(results.iter().all(|r| r["graph"]["status"] == "skipped"));
+    let letters = read_lines(&dead);
+    assert_eq!(letters.len(), 10, "one dead letter per bad line");
+    let kinds: HashSet<&str> = letters
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    for (_, kind) in &bad {
+        assert!(
+            kinds.contains(kind),
+            "no dead letter of kind {kind}: {kinds:?}"
+        );
+    }
+    for d in &letters {
+        assert!(!d["reason"].as_str().unwrap().is_empty());
+        assert!(d["source"]["topic"].as_str().unwrap().starts_with("file:"));
+        let offset = d["source"]["offset"].as_u64().unwrap() as usize;
+        let original = bytes.split(|b| *b == b'\n').nth(offset).unwrap();
+        match d["kind"].as_str().unwrap() {
+            "oversize" => {
+                assert_eq!(d["truncated"], true);
+                assert_eq!(
+                    d["original_size"].as_u64().unwrap() as usize,
+                    original.len()
+                );
+            }
+            "not_utf8" => assert!(d["payload_base64"].is_string()),
+            _ => assert_eq!(
+                d["payload"].as_str().unwrap().as_bytes(),
+                original,
+                "original bytes kept"
+            ),
+        }
+    }
+}
+
+#[test]
+fn gen_with_the_same_seed_writes_identical_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a", "b", "c"] {
+        let seed = if name == "c" { "8" } else { "7" };
+        ok(bin()
+            .args([
+                "gen",
+                "--events",
+                "3000",
+                "--accounts",
+                "300",
+                "--seed",
+                seed,
+                "--out",
+            ])
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap());
+    }
+    for file in [
+        "events.jsonl",
+        "graph.jsonl",
+        "labels.jsonl",
+        "manifest.json",
+    ] {
+        let a = std::fs::read(dir.path().join("a").join(file)).unwrap();
+        let b = std::fs::read(dir.path().join("b").join(file)).unwrap();
+        assert!(a == b, "{file} differs between two runs with the same seed");
+    }
+    let a = std::fs::read(dir.path().join("a/events.jsonl")).unwrap();
+    let c = std::fs::read(dir.path().join("c/events.jsonl")).unwrap();
+    assert!(a != c, "another seed gives other events");
+}
+
+#[test]
+fn train_with_the_same_seed_reports_the_same_metrics_and_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(bin()
+        .args([
+            "gen",
+            "--events",
+            "20000",
+            "--accounts",
+            "1000",
+            "--seed",
+            "3",
+            "--out",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap());
+    let mut metrics = Vec::new();
+    for name in ["m1", "m2"] {
+        let out = dir.path().join(name);
+        ok(bin()
+            .args([
+                "train",
+                "--epochs",
+                "3",
+                "--seed",
+                "5",
+                "--version",
+                "test-model",
+                "--data",
+            ])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap());
+        metrics.push(std::fs::read_to_string(out.join("metrics.json")).unwrap());
+        assert_eq!(
+            std::fs::read(dir.path().join("m1/model.safetensors")).unwrap(),
+            std::fs::read(out.join("model.safetensors")).unwrap(),
+            "weights are reproducible"
+        );
+    }
+    assert_eq!(metrics[0], metrics[1]);
+    let m: serde_json::Value = serde_json::from_str(&metrics[0]).unwrap();
+    assert!(m["validation"]["roc_auc"].as_f64().unwrap() > 0.5);
+
+    // The trained model is usable by the job.
+    let results = dir.path().join("results.jsonl");
+    ok(bin()
+        .arg("run")
+        .arg("--quiet")
+        .arg("--model")
+        .arg(dir.path().join("m1"))
+        .arg("--input")
+        .arg(data.join("events.jsonl"))
+        .arg("--max-events")
+        .arg("1000")
+        .arg("--output")
+        .arg(&results)
+        .arg("--dead-letter")
+        .arg(dir.path().join("dead.jsonl"))
+        .output()
+        .unwrap());
+    let lines = read_lines(&results);
+    assert_eq!(lines.len(), 1000);
+    assert_eq!(lines[0]["model_version"], "test-model");
+    assert_eq!(
+        lines[0]["graph"]["status"], "ok",
+        "graph.jsonl beside the input is used"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_drains_in_flight_events_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let summary_path = dir.path().join("summary.json");
+    let child = bin()
+        .current_dir(repo_root())
+        .env("RISKSTREAM__SOURCE__GENERATOR__EVENTS", "100000000")
+        .args(["run", "--quiet", "--output"])
+        .arg(&out)
+        .arg("--dead-letter")
+        .arg(dir.path().join("dead.jsonl"))
+        .arg("--summary-json")
+        .arg(&summary_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until results flow, then ask it to stop.
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) < 100_000 {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no results after two minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "exit status {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let s = summary(&summary_path);
+    let results = read_lines(&out).len() as u64;
+    assert_eq!(
+        s["results"].as_u64().unwrap(),
+        results,
+        "every counted result is in the file"
+    );
+    assert_eq!(
+        s["inputs"], s["results"],
+        "every input read was delivered before exit"
+    );
+    assert!(results < 100_000_000, "the job stopped early");
+}
+
+#[test]
+fn config_check_prints_the_effective_config_or_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = ok(bin()
+        .args(["config", "check"])
+        .env("RISKSTREAM__GRAPH__PASSWORD", "hunter2")
+        .output()
+        .unwrap());
+    let text = String::from_utf8_lossy(&good.stdout);
+    assert!(text.contains("max_hops = 3"), "{text}");
+    assert!(!text.contains("hunter2"), "secret printed: {text}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[graph]\nmax_hop = 3\n[model]\nreview_threshold = 0.9\nblock_threshold = 0.5\n",
+    )
+    .unwrap();
+    let out = bin().args(["config", "check"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("graph.max_hop"), "{err}");
+    assert!(err.contains("max_hops"), "suggests the right key: {err}");
+
+    let missing = bin()
+        .args(["config", "check", "no-such-file.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-file.toml"));
+}
