@@ -50,8 +50,9 @@
 //! Measured with a counting allocator that rounds like glibc malloc: 477–503 bytes per
 //! key between 50 k and 1 M keys with 9-byte ids; the spread is the map's spare capacity,
 //! which depends on where the key count falls between two growth steps.
-//! Snapshots cost extra per key (see the `snapshot` benchmark's output) while unchanged
-//! keys are shared between consecutive snapshots. Keys are never evicted.
+//! A snapshot costs about 345 bytes per key on top (measured at 1 M keys: the persistent
+//! map's nodes, the inline id and an `Arc`'d [`KeySnapshot`]); consecutive snapshots share
+//! every unchanged key. Keys are never evicted.
 //!
 //! # Order and parallelism
 //!
@@ -70,6 +71,13 @@
 //! run on any thread; the watermark and offsets it records are the caller's, so pass the
 //! positions of the last batch applied, or drain on the aggregating thread between
 //! batches and hand the [`ChangeSet`] to [`Snapshots::publish_changes`] elsewhere.
+//! Readers ([`Snapshots::load`]) never lock, and never free a snapshot either: replaced
+//! snapshots are freed by the publisher once no reader holds them.
+//!
+//! Cost (the `snapshot` benchmark, 1 M keys, on a shared 2-core machine): publishing
+//! after 10 k keys changed took 56 ms (median): the drain, which pauses `apply_batch`,
+//! about 7 ms; building the next persistent map about 30 ms; freeing the replaced one the
+//! rest. Nearly all of it is cache misses while map nodes are copied on write.
 //!
 //! # Example
 //!

@@ -66,8 +66,7 @@ pub fn gen(args: GenArgs) -> anyhow::Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "wrote {} to {} in {:.1} s ({:.0} events/s)\n{}",
-        "events.jsonl, graph.jsonl, labels.jsonl, manifest.json",
+        "wrote events.jsonl, graph.jsonl, labels.jsonl, manifest.json to {} in {:.1} s ({:.0} events/s)\n{}",
         args.out.display(),
         seconds,
         args.events as f64 / seconds.max(1e-9),

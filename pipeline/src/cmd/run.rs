@@ -273,6 +273,9 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
         Err(_) => anyhow::bail!("the source thread panicked"),
     }
 
+    metrics
+        .late_events
+        .store(engine.aggregator.metrics().late_events(), Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     let summary = summarize(
         &metrics,

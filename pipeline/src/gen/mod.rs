@@ -294,6 +294,7 @@ pub struct PatternCounts {
 }
 
 impl PatternCounts {
+    /// The count for one pattern.
     pub fn get(&self, pattern: FraudPattern) -> u64 {
         match pattern {
             FraudPattern::None => self.none,
@@ -380,6 +381,7 @@ impl Generator {
         })
     }
 
+    /// The (validated) options this generator was built from.
     pub fn options(&self) -> &GenOptions {
         &self.opts
     }
@@ -396,6 +398,7 @@ impl Generator {
         (self.opts.start_ms, self.opts.start_ms + self.span_ms)
     }
 
+    /// What [`Generator::graph_records`] yields: nodes per kind, edges, flagged nodes.
     pub fn graph_counts(&self) -> GraphCounts {
         self.world.counts()
     }
