@@ -576,7 +576,11 @@ mod tests {
         let base = m.score(&baseline, 1).expect("valid row")[0];
         assert!(raised > base, "feature 0 must raise the score");
         assert!(contributions[0] > 0.0, "{contributions:?}");
-        assert!((contributions[0] - (raised - base)).abs() < 1e-6);
+        let logit = |p: f32| (p / (1.0 - p)).ln();
+        assert!(
+            (contributions[0] - (logit(raised) - logit(base))).abs() < 1e-4,
+            "contributions are log-odds differences: {contributions:?}"
+        );
         assert_eq!(&contributions[1..], &[0.0; 5]);
     }
 

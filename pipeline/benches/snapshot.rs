@@ -1,7 +1,11 @@
 //! Snapshot publication and batch application costs of the aggregator.
 //!
 //! * `publish/1M_keys/{1pct,100pct}_changed`: one `Snapshots::publish` (drain + build +
-//!   swap) over 1 M tracked accounts after 10 k or all of them changed.
+//!   swap) over 1 M tracked accounts after 10 k or all of them changed. Criterion's median
+//!   for 1 % is the steady state between compactions.
+//! * Printed before that: a run of publishes of 1 % each, timed one by one, with which of
+//!   them compacted, their median and their mean — the amortised cost per publish,
+//!   compactions included.
 //! * `apply_batch/512_events_4_kinds/workers={1,2}`: one batch of 512 events naming an
 //!   account, device, ip and merchant each, against warm state.
 //!
@@ -12,7 +16,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use riskstream_graph::EntityKind;
@@ -161,6 +165,9 @@ fn publish(c: &mut Criterion) {
         .publish(&aggregator, BASE_MS, BTreeMap::new())
         .expect("first change set is in order");
 
+    let mut round = 0usize;
+    report_amortised(&aggregator, &snapshots, &mut round);
+
     let mut group = c.benchmark_group("publish/1M_keys");
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
@@ -168,17 +175,11 @@ fn publish(c: &mut Criterion) {
     // Every iteration first re-dirties keys (untimed), so keep iteration counts low.
     group.measurement_time(Duration::from_secs(2));
 
-    let mut round = 0usize;
     group.bench_function("1pct_changed", |b| {
         b.iter_batched(
             || {
                 round += 1;
-                let offset = round % 100;
-                touch_accounts(
-                    &aggregator,
-                    (0..KEYS / 100).map(|i| i * 100 + offset),
-                    BASE_MS + round as i64 * 1_000,
-                );
+                touch_one_percent(&aggregator, round);
             },
             |()| {
                 snapshots
@@ -224,6 +225,53 @@ fn publish(c: &mut Criterion) {
             snapshot.built_in
         );
     }
+}
+
+/// Re-dirties the next 1 % of the accounts (each round a different 1 %), untimed.
+fn touch_one_percent(aggregator: &Aggregator, round: usize) {
+    let offset = round % 100;
+    touch_accounts(
+        aggregator,
+        (0..KEYS / 100).map(|i| i * 100 + offset),
+        BASE_MS + round as i64 * 1_000,
+    );
+}
+
+/// Times 26 publishes of 1 % each, one by one, and prints which compacted, the median and
+/// the mean: with compaction after changes worth 1/8 of the keys, that covers two whole
+/// compaction cycles, so the mean is the amortised cost per publish.
+fn report_amortised(aggregator: &Aggregator, snapshots: &Snapshots, round: &mut usize) {
+    const PUBLISHES: usize = 26;
+    let mut times = Vec::with_capacity(PUBLISHES);
+    let mut compactions = Vec::new();
+    for publish in 0..PUBLISHES {
+        *round += 1;
+        touch_one_percent(aggregator, *round);
+        let started = Instant::now();
+        let snapshot = snapshots
+            .publish(aggregator, BASE_MS, BTreeMap::new())
+            .expect("change sets are published in order");
+        let took = started.elapsed();
+        if snapshot.keys.of_kind(EntityKind::Account).layer_count() == 0 {
+            compactions.push(format!("#{publish} {took:.1?}"));
+        }
+        drop(snapshot);
+        times.push(took);
+    }
+    let mean = times.iter().sum::<Duration>() / PUBLISHES as u32;
+    let listed = times
+        .iter()
+        .map(|took| format!("{:.1}", took.as_secs_f64() * 1e3))
+        .collect::<Vec<_>>()
+        .join(" ");
+    times.sort_unstable();
+    eprintln!(
+        "{PUBLISHES} publishes of 1 % over {KEYS} keys (ms, in order): {listed}\n  \
+         median {:.1?}, mean (amortised, compactions included) {mean:.1?}; \
+         compactions: {}",
+        times[PUBLISHES / 2],
+        compactions.join(", "),
+    );
 }
 
 fn apply_batch(c: &mut Criterion) {

@@ -1,7 +1,6 @@
 //! The result record: one JSON object per event on the results sink. Its layout is
 //! documented in the README ("Result schema") and versioned by [`RESULT_SCHEMA_VERSION`].
 
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use riskstream_graph::EntityKind;
@@ -9,8 +8,7 @@ use riskstream_graph::EntityKind;
 use crate::aggregate::{EventAggregates, KeyValues};
 use crate::dead_letter::SourceRef;
 use crate::enrich::{EventGraph, GraphStatus};
-use crate::event::{format_ts, Event};
-
+use crate::event::{write_ts, Event};
 /// Version of the result layout, bumped on incompatible changes.
 pub const RESULT_SCHEMA_VERSION: u32 = 1;
 
@@ -61,10 +59,11 @@ pub struct Reason<'a> {
     pub contribution: f32,
 }
 
-/// Field names of one key's aggregates, computed once from the configured windows.
+/// Field names of one key's aggregates, encoded once from the configured windows as
+/// ready-to-write JSON fragments (`"count_1m":`).
 #[derive(Debug, Clone)]
 pub struct AggregateNames {
-    windows: Vec<(String, String)>,
+    windows: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl AggregateNames {
@@ -72,76 +71,15 @@ impl AggregateNames {
         AggregateNames {
             windows: labels
                 .iter()
-                .map(|w| (format!("count_{w}"), format!("sum_{w}")))
+                .map(|w| {
+                    (
+                        format!("\"count_{w}\":").into_bytes(),
+                        format!("\"sum_{w}\":").into_bytes(),
+                    )
+                })
                 .collect(),
         }
     }
-}
-
-struct KeyOut<'a> {
-    kind: EntityKind,
-    names: &'a AggregateNames,
-    values: &'a KeyValues,
-}
-
-/// One key's window values: count and sum per window; the account also carries its
-/// distinct counterparties; `late` appears only on late events. Only values the model
-/// reads are written, which keeps a result around 1 KB.
-impl Serialize for KeyOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        for (i, (count, sum)) in self.names.windows.iter().enumerate() {
-            map.serialize_entry(count, &self.values.windows.count(i))?;
-            map.serialize_entry(sum, &self.values.windows.sum(i))?;
-        }
-        if self.kind == EntityKind::Account {
-            map.serialize_entry(
-                "distinct_counterparties",
-                &self.values.distinct_counterparties,
-            )?;
-        }
-        if self.values.late {
-            map.serialize_entry("late", &true)?;
-        }
-        map.end()
-    }
-}
-
-struct AggregatesOut<'a> {
-    names: &'a AggregateNames,
-    aggs: &'a EventAggregates,
-}
-
-impl Serialize for AggregatesOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        for kind in [
-            EntityKind::Account,
-            EntityKind::Device,
-            EntityKind::Ip,
-            EntityKind::Merchant,
-        ] {
-            if let Some(values) = self.aggs.get(kind) {
-                map.serialize_entry(
-                    kind.as_str(),
-                    &KeyOut {
-                        kind,
-                        names: self.names,
-                        values,
-                    },
-                )?;
-            }
-        }
-        map.end()
-    }
-}
-
-#[derive(Serialize)]
-struct GraphOut<'a> {
-    status: GraphStatus,
-    hops: Option<u32>,
-    path: Vec<&'a str>,
-    flagged_nearby: u32,
 }
 
 /// Everything one result line is made of, borrowed from the stages that produced it.
@@ -160,47 +98,196 @@ pub struct ResultView<'a> {
     pub latency_ms: f64,
 }
 
-impl Serialize for ResultView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("schema_version", &RESULT_SCHEMA_VERSION)?;
-        map.serialize_entry("event_id", &self.event.event_id)?;
-        map.serialize_entry("account_id", &self.event.account_id)?;
-        map.serialize_entry("ts", &format_ts(self.event.ts_ms))?;
-        map.serialize_entry("score", &self.score)?;
-        map.serialize_entry("decision", &self.decision)?;
-        map.serialize_entry("reasons", self.reasons)?;
-        map.serialize_entry(
-            "aggregates",
-            &AggregatesOut {
-                names: self.aggregate_names,
-                aggs: self.aggregates,
-            },
-        )?;
+/// Appends a JSON value (a string from input is escaped; numbers are formatted).
+fn value<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Strings, finite numbers and plain structs always serialise into a Vec.
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+impl ResultView<'_> {
+    /// Appends the result as one JSON object (no newline). Field names are fixed, so they
+    /// are written as-is; only values taken from input go through the JSON escaper. This
+    /// is the job's hottest serialisation.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"schema_version\":");
+        value(out, &RESULT_SCHEMA_VERSION);
+        out.extend_from_slice(b",\"event_id\":");
+        value(out, self.event.event_id.as_str());
+        out.extend_from_slice(b",\"account_id\":");
+        value(out, self.event.account_id.as_str());
+        out.extend_from_slice(b",\"ts\":\"");
+        write_ts(out, self.event.ts_ms);
+        out.extend_from_slice(b"\",\"score\":");
+        value(out, &self.score);
+        out.extend_from_slice(b",\"decision\":\"");
+        out.extend_from_slice(self.decision.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"reasons\":");
+        value(out, self.reasons);
+        out.extend_from_slice(b",\"aggregates\":{");
+        let mut first = true;
+        for kind in [
+            EntityKind::Account,
+            EntityKind::Device,
+            EntityKind::Ip,
+            EntityKind::Merchant,
+        ] {
+            let Some(values) = self.aggregates.get(kind) else {
+                continue;
+            };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.push(b'"');
+            out.extend_from_slice(kind.as_str().as_bytes());
+            out.extend_from_slice(b"\":");
+            self.encode_key(out, kind, values);
+        }
+        out.extend_from_slice(b"},\"graph\":{\"status\":\"");
+        out.extend_from_slice(match self.graph.status {
+            GraphStatus::Ok => b"ok",
+            GraphStatus::Unavailable => b"unavailable",
+            GraphStatus::Skipped => b"skipped",
+        });
+        out.extend_from_slice(b"\",\"hops\":");
         let nearest = self.graph.nearest.as_deref();
-        map.serialize_entry(
-            "graph",
-            &GraphOut {
-                status: self.graph.status,
-                hops: nearest.and_then(|a| a.hops),
-                path: nearest
-                    .map(|a| a.path.iter().map(|id| &**id).collect())
-                    .unwrap_or_default(),
-                flagged_nearby: self.graph.flagged_nearby,
-            },
-        )?;
-        map.serialize_entry("model_version", self.model_version)?;
-        map.serialize_entry("snapshot_id", &self.snapshot_id)?;
-        map.serialize_entry("source", &self.source)?;
-        map.serialize_entry("processed_at", self.processed_at)?;
-        map.serialize_entry("latency_ms", &self.latency_ms)?;
-        map.end()
+        value(out, &nearest.and_then(|a| a.hops));
+        out.extend_from_slice(b",\"path\":[");
+        for (i, id) in nearest
+            .map(|a| a.path.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                out.push(b',');
+            }
+            value(out, &**id);
+        }
+        out.extend_from_slice(b"],\"flagged_nearby\":");
+        value(out, &self.graph.flagged_nearby);
+        out.extend_from_slice(b"},\"model_version\":");
+        value(out, self.model_version);
+        out.extend_from_slice(b",\"snapshot_id\":");
+        value(out, &self.snapshot_id);
+        out.extend_from_slice(b",\"source\":");
+        value(out, &self.source);
+        out.extend_from_slice(b",\"processed_at\":");
+        value(out, self.processed_at);
+        out.extend_from_slice(b",\"latency_ms\":");
+        value(out, &self.latency_ms);
+        out.push(b'}');
+    }
+
+    /// One key's window values: count and sum per window; the account also carries its
+    /// distinct counterparties; `late` appears only on late events. Only values the model
+    /// reads are written, which keeps a result well under 1 KB.
+    fn encode_key(&self, out: &mut Vec<u8>, kind: EntityKind, values: &KeyValues) {
+        out.push(b'{');
+        for (i, (count, sum)) in self.aggregate_names.windows.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(count);
+            value(out, &values.windows.count(i));
+            out.push(b',');
+            out.extend_from_slice(sum);
+            value(out, &values.windows.sum(i));
+        }
+        if kind == EntityKind::Account {
+            out.extend_from_slice(b",\"distinct_counterparties\":");
+            value(out, &values.distinct_counterparties);
+        }
+        if values.late {
+            out.extend_from_slice(b",\"late\":true");
+        }
+        out.push(b'}');
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::Arc;
+
+    use crate::aggregate::{AggregateOptions, Aggregator};
+    use crate::enrich::EventGraph;
+    use riskstream_graph::GraphAnswer;
+
+    #[test]
+    fn encoded_result_is_valid_json_with_every_field_and_escaped_input() {
+        let event = Event {
+            event_id: "e-\"1\"".into(),
+            ts_ms: 1_795_341_792_512,
+            account_id: "A-1\\".into(),
+            counterparty_id: None,
+            merchant_id: Some("M-1".into()),
+            device_id: None,
+            ip: None,
+            amount: 12.5,
+            currency: None,
+            channel: None,
+            country: None,
+        };
+        let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();
+        let aggregates = aggregator.apply_batch(std::slice::from_ref(&event));
+        let names = AggregateNames::new(&["1m".into(), "1h".into(), "24h".into()]);
+        let graph = EventGraph {
+            status: GraphStatus::Ok,
+            nearest: Some(Arc::new(GraphAnswer {
+                known: true,
+                hops: Some(1),
+                path: vec!["A-1\\".into(), "A-9".into()],
+                flagged_within: 2,
+            })),
+            flagged_nearby: 2,
+            known: true,
+        };
+        let reasons = [Reason {
+            feature: "amount_log",
+            name: "payment amount",
+            value: 12.5,
+            contribution: 0.25,
+        }];
+        let view = ResultView {
+            event: &event,
+            score: 0.75,
+            decision: Decision::Review,
+            reasons: &reasons,
+            aggregates: &aggregates[0],
+            aggregate_names: &names,
+            graph: &graph,
+            model_version: "m-1",
+            snapshot_id: 7,
+            source: SourceRef {
+                topic: "events",
+                partition: 2,
+                offset: 9,
+            },
+            processed_at: "2026-11-22T10:03:13.000Z",
+            latency_ms: 1.5,
+        };
+        let mut out = Vec::new();
+        view.encode(&mut out);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["event_id"], "e-\"1\"");
+        assert_eq!(json["account_id"], "A-1\\");
+        assert_eq!(json["ts"], "2026-11-22T10:03:12.512Z");
+        assert_eq!(json["score"], 0.75);
+        assert_eq!(json["decision"], "review");
+        assert_eq!(json["reasons"][0]["feature"], "amount_log");
+        assert_eq!(json["aggregates"]["account"]["count_1m"], 1);
+        assert_eq!(json["aggregates"]["account"]["sum_24h"], 12.5);
+        assert_eq!(json["aggregates"]["account"]["distinct_counterparties"], 0);
+        assert_eq!(json["aggregates"]["merchant"]["count_1h"], 1);
+        assert!(json["aggregates"].get("device").is_none());
+        assert_eq!(json["graph"]["path"][1], "A-9");
+        assert_eq!(json["graph"]["hops"], 1);
+        assert_eq!(json["source"]["partition"], 2);
+        assert_eq!(json["snapshot_id"], 7);
+        assert_eq!(json["latency_ms"], 1.5);
+    }
 
     #[test]
     fn decision_follows_the_thresholds() {

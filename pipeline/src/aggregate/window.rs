@@ -7,6 +7,10 @@
 //! newest event time; the ring holds the head bucket and the buckets just before it. When a
 //! newer event moves the head forward, the buckets it passes over are cleared before their
 //! slots are reused.
+//!
+//! Where an event falls in each ring ([`Update`]) is worked out once per event and shared
+//! by its keys; a key then only compares its newest time with that place, which takes no
+//! division in the common cases (same bucket, or a gap longer than the ring).
 
 use std::time::Duration;
 
@@ -20,6 +24,9 @@ pub(crate) const WINDOW_BUCKETS: usize = 8;
 /// Buckets of the distinct-counterparty ring: six 64-bit bitmaps (one sixth of the window
 /// each) keep the default state at 376 bytes, inside a 384-byte allocation.
 pub(crate) const DISTINCT_BUCKETS: usize = 6;
+
+/// Rings per layout: the count/sum windows, then the distinct ring.
+const MAX_RINGS: usize = MAX_WINDOWS + 1;
 
 /// The geometry of one ring: how many buckets, and how wide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,21 +64,56 @@ impl Ring {
     }
 
     /// Whether `bucket` is inside the ring when its head is `head`.
+    #[cfg(test)]
     pub(crate) fn holds(self, head: i64, bucket: i64) -> bool {
         bucket <= head && bucket > head - self.buckets
     }
 
-    fn slot(self, bucket: i64) -> usize {
-        bucket.rem_euclid(self.buckets) as usize
+    /// Where `ts_ms` falls in this ring.
+    fn place(self, ts_ms: i64) -> Place {
+        let bucket = self.bucket_of(ts_ms);
+        Place {
+            slot: bucket.rem_euclid(self.buckets) as usize,
+            offset_ms: ts_ms.rem_euclid(self.bucket_ms),
+        }
     }
 
-    /// The buckets the head moves over from `from_ms` to the later `to_ms` (excluding the
-    /// old head, including the new one), at most one lap since older ones share slots.
-    fn passed(self, from_ms: i64, to_ms: i64) -> std::ops::RangeInclusive<i64> {
-        let to = self.bucket_of(to_ms);
-        let from = self.bucket_of(from_ms).max(to - self.buckets);
-        from + 1..=to
+    /// How many buckets the event's bucket (`place`, of `ts_ms`) lies after the bucket of
+    /// `newest_ms`, clamped to one lap either way: `buckets` means the event passes over
+    /// the whole ring, `-buckets` that the ring no longer holds it.
+    fn lag(self, place: Place, ts_ms: i64, newest_ms: i64) -> i64 {
+        // The newest time measured from the start of the event's bucket. Saturation only
+        // happens far beyond any ring's span, where the clamped answer is the same.
+        let from_start = newest_ms
+            .saturating_sub(ts_ms)
+            .saturating_add(place.offset_ms);
+        if from_start >= 0 {
+            if from_start < self.bucket_ms {
+                0
+            } else if from_start >= self.span_ms() {
+                -self.buckets
+            } else {
+                -(from_start / self.bucket_ms)
+            }
+        } else {
+            let before = from_start.unsigned_abs();
+            let bucket_ms = self.bucket_ms as u64;
+            if before > (self.buckets as u64 - 1) * bucket_ms {
+                self.buckets
+            } else {
+                before.div_ceil(bucket_ms) as i64
+            }
+        }
     }
+}
+
+/// Where one event time falls in one ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Place {
+    /// The ring slot of the event's bucket.
+    slot: usize,
+    /// Milliseconds from the start of the event's bucket to the event.
+    offset_ms: i64,
 }
 
 /// Where each value lives in a key's packed state, shared by all keys of one aggregator.
@@ -81,13 +123,15 @@ impl Ring {
 /// number per window), then one 64-bit counterparty bitmap per distinct-ring bucket.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
-    windows: [Ring; MAX_WINDOWS],
+    /// The count/sum windows' rings, then the distinct ring.
+    rings: [Ring; MAX_RINGS],
     window_count: usize,
-    distinct: Ring,
-    /// The ring with the longest span: events before it are late.
-    longest: Ring,
+    /// Index in `rings` of the ring with the longest span: events before it are late.
+    longest: usize,
     alpha: f64,
     words: usize,
+    /// [`estimate_distinct`] by number of zero bits, so reading a key takes no logarithm.
+    distinct_estimates: [u32; 65],
 }
 
 const FIRST_SEEN: usize = 0;
@@ -99,6 +143,8 @@ const FLAGS: usize = 4;
 const HEADER_WORDS: usize = 5;
 const DIRTY_BIT: u64 = 1 << 16;
 const COUNTRY_MASK: u64 = 0xffff;
+/// Words of packed `u32` counts per window.
+const COUNT_WORDS: usize = WINDOW_BUCKETS / 2;
 
 impl Layout {
     /// The layout for validated options: `windows` non-empty, increasing, at most
@@ -109,42 +155,34 @@ impl Layout {
             "1..=MAX_WINDOWS windows; options validation guarantees it"
         );
         let distinct = Ring::covering(distinct_window, DISTINCT_BUCKETS);
-        let mut rings = [distinct; MAX_WINDOWS];
+        let mut rings = [distinct; MAX_RINGS];
         for (ring, window) in rings.iter_mut().zip(windows) {
             *ring = Ring::covering(*window, WINDOW_BUCKETS);
         }
-        let longest = rings[..windows.len()]
-            .iter()
-            .copied()
-            .chain([distinct])
-            .max_by_key(|ring| ring.span_ms())
-            .unwrap_or(distinct);
+        // Ties go to the later ring, as `max_by_key` picks and the sequential model does.
+        let longest = (0..=windows.len())
+            .max_by_key(|&index| rings[index].span_ms())
+            .unwrap_or(windows.len());
         let window_buckets = windows.len() * WINDOW_BUCKETS;
         Layout {
-            windows: rings,
+            rings,
             window_count: windows.len(),
-            distinct,
             longest,
             alpha,
             words: HEADER_WORDS + window_buckets + window_buckets / 2 + DISTINCT_BUCKETS,
+            distinct_estimates: std::array::from_fn(|zeros| {
+                estimate_distinct(u64::MAX.checked_shr(zeros as u32).unwrap_or(0))
+            }),
         }
     }
 
     /// The rings of the count/sum windows, shortest first.
-    pub(crate) fn windows(&self) -> &[Ring] {
-        &self.windows[..self.window_count]
+    fn windows(&self) -> &[Ring] {
+        &self.rings[..self.window_count]
     }
 
-    pub(crate) fn distinct(&self) -> Ring {
-        self.distinct
-    }
-
-    pub(crate) fn longest(&self) -> Ring {
-        self.longest
-    }
-
-    pub(crate) fn alpha(&self) -> f64 {
-        self.alpha
+    fn distinct(&self) -> Ring {
+        self.rings[self.window_count]
     }
 
     /// Bytes of one key's packed state (excluding allocator rounding).
@@ -152,23 +190,21 @@ impl Layout {
         self.words * std::mem::size_of::<u64>()
     }
 
-    fn sum_word(&self, window: usize, slot: usize) -> usize {
-        HEADER_WORDS + window * WINDOW_BUCKETS + slot
+    fn sums_at(&self, window: usize) -> usize {
+        HEADER_WORDS + window * WINDOW_BUCKETS
     }
 
-    /// The word and bit shift of a bucket's count.
-    fn count_word(&self, window: usize, slot: usize) -> (usize, u32) {
-        let index = window * WINDOW_BUCKETS + slot;
-        let base = HEADER_WORDS + self.window_count * WINDOW_BUCKETS;
-        (base + index / 2, (index % 2) as u32 * 32)
+    fn counts_at(&self, window: usize) -> usize {
+        HEADER_WORDS + self.window_count * WINDOW_BUCKETS + window * COUNT_WORDS
     }
 
-    fn distinct_word(&self, slot: usize) -> usize {
-        HEADER_WORDS + self.window_count * WINDOW_BUCKETS * 3 / 2 + slot
+    fn distinct_at(&self) -> usize {
+        HEADER_WORDS + self.window_count * (WINDOW_BUCKETS + COUNT_WORDS)
     }
 }
 
-/// The parts of an event one key's state needs, extracted once per event.
+/// The parts of an event one key's state needs, worked out once per event and shared by
+/// all of its keys.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Update {
     pub(crate) ts_ms: i64,
@@ -176,20 +212,46 @@ pub(crate) struct Update {
     /// The counterparty's bit in a distinct bitmap.
     pub(crate) counterparty_bit: Option<u64>,
     pub(crate) country: Option<CountryCode>,
+    /// The event's place in each ring of the layout it was made for, in `Layout::rings`
+    /// order.
+    places: [Place; MAX_RINGS],
 }
 
 impl Update {
-    pub(crate) fn from_event(event: &Event) -> Update {
+    /// The update for an event time and its values; only valid with `layout`.
+    pub(crate) fn new(
+        layout: &Layout,
+        ts_ms: i64,
+        amount: f64,
+        counterparty_bit: Option<u64>,
+        country: Option<CountryCode>,
+    ) -> Update {
+        let mut places = [Place::default(); MAX_RINGS];
+        for (place, ring) in places.iter_mut().zip(&layout.rings[..=layout.window_count]) {
+            *place = ring.place(ts_ms);
+        }
         Update {
-            ts_ms: event.ts_ms,
-            amount: event.amount,
-            counterparty_bit: event
+            ts_ms,
+            amount,
+            counterparty_bit,
+            country,
+            places,
+        }
+    }
+
+    /// The update for one event; only valid with `layout`.
+    pub(crate) fn from_event(layout: &Layout, event: &Event) -> Update {
+        Update::new(
+            layout,
+            event.ts_ms,
+            event.amount,
+            event
                 .counterparty_id
                 .as_deref()
                 .filter(|id| !id.is_empty())
                 .map(counterparty_bit),
-            country: event.country.as_deref().and_then(CountryCode::from_name),
-        }
+            event.country.as_deref().and_then(CountryCode::from_name),
+        )
     }
 }
 
@@ -242,7 +304,7 @@ impl KeyState {
         state.set_i64(LAST_SEEN, update.ts_ms);
         state.set_f64(EW_MEAN, update.amount);
         state.set_f64(EW_VAR, 0.0);
-        state.add_to_rings(layout, update);
+        state.add_to_rings(layout, update, update.ts_ms);
         if let Some(country) = update.country {
             state.set_country(country);
         }
@@ -258,17 +320,14 @@ impl KeyState {
     pub(crate) fn apply(&mut self, layout: &Layout, update: &Update) -> KeyValues {
         let previous_last = self.i64_at(LAST_SEEN);
         let previous_country = self.country();
-        let longest = layout.longest();
-        let late = !longest.holds(
-            longest.bucket_of(previous_last.max(update.ts_ms)),
-            longest.bucket_of(update.ts_ms),
-        );
+        let longest = layout.rings[layout.longest];
+        let late = longest.lag(update.places[layout.longest], update.ts_ms, previous_last)
+            <= -longest.buckets;
         if !late {
+            self.add_to_rings(layout, update, previous_last);
             if update.ts_ms > previous_last {
-                self.advance(layout, previous_last, update.ts_ms);
                 self.set_i64(LAST_SEEN, update.ts_ms);
             }
-            self.add_to_rings(layout, update);
             if let Some(country) = update.country {
                 self.set_country(country);
             }
@@ -280,7 +339,7 @@ impl KeyState {
             self.f64_at(EW_MEAN),
             self.f64_at(EW_VAR),
             update.amount,
-            layout.alpha(),
+            layout.alpha,
         );
         self.set_f64(EW_MEAN, mean);
         self.set_f64(EW_VAR, var);
@@ -313,48 +372,59 @@ impl KeyState {
         self.words[FLAGS] &= !DIRTY_BIT;
     }
 
-    /// Clears the buckets the heads pass over when the newest time moves from `from_ms` to
-    /// the later `to_ms`, so ring slots are reused only for their new bucket.
-    fn advance(&mut self, layout: &Layout, from_ms: i64, to_ms: i64) {
+    /// Adds a non-late event to every ring that still holds its bucket. When the event is
+    /// newer than `newest_ms` (the key's newest time before it), each ring's head first
+    /// moves to the event's bucket, clearing the buckets it passes over so their slots are
+    /// reused only for their new bucket.
+    fn add_to_rings(&mut self, layout: &Layout, update: &Update, newest_ms: i64) {
         for (window, ring) in layout.windows().iter().enumerate() {
-            for bucket in ring.passed(from_ms, to_ms) {
-                let slot = ring.slot(bucket);
-                let sum = layout.sum_word(window, slot);
-                self.words[sum] = 0.0f64.to_bits();
-                let (word, shift) = layout.count_word(window, slot);
-                self.words[word] &= !(u64::from(u32::MAX) << shift);
+            let place = update.places[window];
+            let lag = ring.lag(place, update.ts_ms, newest_ms);
+            if lag <= -ring.buckets {
+                continue;
             }
+            let sums: &mut [u64; WINDOW_BUCKETS] = self.ring_mut(layout.sums_at(window));
+            for slot in passed_slots::<WINDOW_BUCKETS>(place.slot, lag) {
+                sums[slot] = 0.0f64.to_bits();
+            }
+            let sum = &mut sums[place.slot % WINDOW_BUCKETS];
+            *sum = (f64::from_bits(*sum) + update.amount).to_bits();
+
+            let counts: &mut [u64; COUNT_WORDS] = self.ring_mut(layout.counts_at(window));
+            for slot in passed_slots::<WINDOW_BUCKETS>(place.slot, lag) {
+                counts[slot / 2] &= !(u64::from(u32::MAX) << count_shift(slot));
+            }
+            let word = &mut counts[place.slot % WINDOW_BUCKETS / 2];
+            let shift = count_shift(place.slot);
+            let count = u64::from(((*word >> shift) as u32).saturating_add(1));
+            *word = (*word & !(u64::from(u32::MAX) << shift)) | count << shift;
         }
-        let distinct = layout.distinct();
-        for bucket in distinct.passed(from_ms, to_ms) {
-            self.words[layout.distinct_word(distinct.slot(bucket))] = 0;
+
+        let ring = layout.distinct();
+        let place = update.places[layout.window_count];
+        let lag = ring.lag(place, update.ts_ms, newest_ms);
+        let bitmaps: &mut [u64; DISTINCT_BUCKETS] = self.ring_mut(layout.distinct_at());
+        for slot in passed_slots::<DISTINCT_BUCKETS>(place.slot, lag) {
+            bitmaps[slot] = 0;
+        }
+        if let Some(bit) = update.counterparty_bit {
+            if lag > -ring.buckets {
+                bitmaps[place.slot % DISTINCT_BUCKETS] |= bit;
+            }
         }
     }
 
-    /// Adds the event to the bucket of every ring that still holds its time.
-    fn add_to_rings(&mut self, layout: &Layout, update: &Update) {
-        let newest = self.i64_at(LAST_SEEN);
-        for (window, ring) in layout.windows().iter().enumerate() {
-            let bucket = ring.bucket_of(update.ts_ms);
-            if !ring.holds(ring.bucket_of(newest), bucket) {
-                continue;
-            }
-            let slot = ring.slot(bucket);
-            let sum = layout.sum_word(window, slot);
-            self.words[sum] = (f64::from_bits(self.words[sum]) + update.amount).to_bits();
-            let (word, shift) = layout.count_word(window, slot);
-            let count = (self.words[word] >> shift) as u32;
-            let count = u64::from(count.saturating_add(1));
-            self.words[word] =
-                (self.words[word] & !(u64::from(u32::MAX) << shift)) | count << shift;
-        }
-        let ring = layout.distinct();
-        let bucket = ring.bucket_of(update.ts_ms);
-        if let Some(bit) = update.counterparty_bit {
-            if ring.holds(ring.bucket_of(newest), bucket) {
-                self.words[layout.distinct_word(ring.slot(bucket))] |= bit;
-            }
-        }
+    /// The `N` words of one ring starting at word `at`.
+    fn ring_mut<const N: usize>(&mut self, at: usize) -> &mut [u64; N] {
+        (&mut self.words[at..at + N])
+            .try_into()
+            .expect("a ring's words lie inside the state the layout sized")
+    }
+
+    fn ring<const N: usize>(&self, at: usize) -> &[u64; N] {
+        (&self.words[at..at + N])
+            .try_into()
+            .expect("a ring's words lie inside the state the layout sized")
     }
 
     fn values(
@@ -377,26 +447,31 @@ impl KeyState {
     }
 
     /// Each window's value is the plain total of its ring: the head bucket plus the
-    /// buckets before it, since passed buckets were cleared.
+    /// buckets before it, since passed buckets were cleared. Sums are added in slot order
+    /// so a value never depends on how it was computed.
     fn window_values(&self, layout: &Layout) -> WindowValues {
-        let mut values = WindowValues::zeroed(layout.windows().len());
-        for window in 0..layout.windows().len() {
-            let mut count = 0u32;
+        let mut values = WindowValues::zeroed(layout.window_count);
+        for window in 0..layout.window_count {
+            let sums: &[u64; WINDOW_BUCKETS] = self.ring(layout.sums_at(window));
             let mut sum = 0.0;
-            for slot in 0..WINDOW_BUCKETS {
-                let (word, shift) = layout.count_word(window, slot);
-                count = count.saturating_add((self.words[word] >> shift) as u32);
-                sum += f64::from_bits(self.words[layout.sum_word(window, slot)]);
+            for bits in sums {
+                sum += f64::from_bits(*bits);
             }
-            values.set(window, count, sum);
+            let counts: &[u64; COUNT_WORDS] = self.ring(layout.counts_at(window));
+            // Eight u32 counts cannot overflow a u64; saturate once, as adding in u32 would.
+            let count: u64 = counts
+                .iter()
+                .map(|word| (word & u64::from(u32::MAX)) + (word >> 32))
+                .sum();
+            values.set(window, u32::try_from(count).unwrap_or(u32::MAX), sum);
         }
         values
     }
 
     fn distinct(&self, layout: &Layout) -> u32 {
-        let union =
-            (0..DISTINCT_BUCKETS).fold(0, |acc, slot| acc | self.words[layout.distinct_word(slot)]);
-        estimate_distinct(union)
+        let bitmaps: &[u64; DISTINCT_BUCKETS] = self.ring(layout.distinct_at());
+        let union = bitmaps.iter().fold(0, |acc, bitmap| acc | bitmap);
+        layout.distinct_estimates[union.count_zeros() as usize]
     }
 
     fn country(&self) -> Option<CountryCode> {
@@ -424,6 +499,19 @@ impl KeyState {
     }
 }
 
+/// The slots of an `N`-bucket ring whose head moves `lag` buckets forward onto `slot`: the
+/// new head slot and the `lag - 1` before it, or every slot after a whole lap. None when
+/// the head does not move (`lag <= 0`).
+fn passed_slots<const N: usize>(slot: usize, lag: i64) -> impl Iterator<Item = usize> {
+    let passed = lag.clamp(0, N as i64) as usize;
+    (0..passed).map(move |back| (slot + N - back) % N)
+}
+
+/// The bit shift of a slot's count in its packed word.
+fn count_shift(slot: usize) -> u32 {
+    (slot % 2) as u32 * 32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,12 +527,7 @@ mod tests {
     }
 
     fn update(ts_ms: i64, amount: f64) -> Update {
-        Update {
-            ts_ms,
-            amount,
-            counterparty_bit: None,
-            country: None,
-        }
+        Update::new(&layout(), ts_ms, amount, None, None)
     }
 
     #[test]
@@ -619,5 +702,35 @@ mod tests {
         assert_eq!(ring.bucket_of(-1), -1);
         assert_eq!(ring.bucket_of(7_499), 0);
         assert_eq!(ring.bucket_of(7_500), 1);
+    }
+    #[test]
+    fn lag_agrees_with_bucket_numbers_within_a_lap_and_clamps_beyond() {
+        for ring in [
+            Ring::covering(Duration::from_secs(60), WINDOW_BUCKETS),
+            Ring::covering(Duration::from_millis(100), DISTINCT_BUCKETS),
+        ] {
+            let times = (-200_000..200_000)
+                .step_by(997)
+                .chain([0, 1, -1, 7_500, -7_500]);
+            for ts in times.clone() {
+                let place = ring.place(ts);
+                assert_eq!(
+                    place.slot as i64,
+                    ring.bucket_of(ts).rem_euclid(ring.buckets)
+                );
+                for newest in times.clone().map(|t| t / 3) {
+                    let expected = (ring.bucket_of(ts) - ring.bucket_of(newest))
+                        .clamp(-ring.buckets, ring.buckets);
+                    assert_eq!(
+                        ring.lag(place, ts, newest),
+                        expected,
+                        "ts {ts} newest {newest}"
+                    );
+                }
+            }
+        }
+        let ring = Ring::covering(Duration::from_secs(60), WINDOW_BUCKETS);
+        assert_eq!(ring.lag(ring.place(i64::MAX), i64::MAX, i64::MIN), 8);
+        assert_eq!(ring.lag(ring.place(i64::MIN), i64::MIN, i64::MAX), -8);
     }
 }
