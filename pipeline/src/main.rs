@@ -51,7 +51,10 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    pin_thread_count();
+    // The job's stages already keep every core busy, and its micro-batches are too small
+    // for a parallel matrix multiply to pay off: score on one thread. Training has nothing
+    // else to do and uses them all.
+    pin_thread_count(matches!(cli.command, Command::Run(_)));
     riskstream_pipeline::logging::init();
     match dispatch(cli) {
         Ok(code) => code,
@@ -64,11 +67,15 @@ fn main() -> ExitCode {
 
 /// The model library sizes its matrix-multiply thread pool from `RAYON_NUM_THREADS`, and
 /// when that is unset it counts physical cores by reading /proc/cpuinfo on every call, which
-/// cost several percent of the job's time per scored batch. Setting the variable once, to
-/// the parallelism this process may use, keeps the same thread count without the reads.
-fn pin_thread_count() {
+/// cost several percent of the job's time per scored batch. Setting the variable once
+/// avoids the reads; `single` asks for one thread, else the parallelism this process may use.
+fn pin_thread_count(single: bool) {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let n = if single {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
         // Single-threaded here: nothing else reads the environment yet.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }

@@ -6,7 +6,6 @@
 //! different keys proceed in parallel. Batches are applied one after another (a lock
 //! serialises them), so per-key order also holds across batches.
 
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -127,106 +126,8 @@ pub struct AmountBaseline {
     pub std: f64,
 }
 
-/// Longest id a [`KeyId`] holds inline.
-const INLINE_ID: usize = 22;
-
-/// An id as a live map key. Ids up to [`INLINE_ID`] bytes (every generated id, any IPv4
-/// address) are stored in the map entry itself, so finding a key compares bytes already in
-/// cache instead of following a pointer, and tracking a key allocates nothing but its
-/// state. Longer ids are shared with dirty lists and change sets.
-#[derive(Clone)]
-enum KeyId {
-    Inline { len: u8, bytes: [u8; INLINE_ID] },
-    Shared(Arc<str>),
-}
-
-impl KeyId {
-    fn new(id: &str) -> KeyId {
-        if id.len() > INLINE_ID {
-            return KeyId::Shared(Arc::from(id));
-        }
-        let mut bytes = [0; INLINE_ID];
-        bytes[..id.len()].copy_from_slice(id.as_bytes());
-        KeyId::Inline {
-            len: id.len() as u8,
-            bytes,
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            KeyId::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            KeyId::Shared(id) => id.as_bytes(),
-        }
-    }
-
-    /// The id as a change set names it: a new allocation for an inline id.
-    fn to_shared(&self) -> Arc<str> {
-        match self {
-            KeyId::Inline { len, bytes } => Arc::from(
-                std::str::from_utf8(&bytes[..usize::from(*len)])
-                    .expect("inline id bytes are a whole str copied at construction"),
-            ),
-            KeyId::Shared(id) => Arc::clone(id),
-        }
-    }
-}
-
-impl Hash for KeyId {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Must match `IdRef`, so lookups by a borrowed id find the key.
-        state.write(self.as_bytes());
-    }
-}
-
-impl PartialEq for KeyId {
-    fn eq(&self, other: &KeyId) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for KeyId {}
-
-/// A borrowed id to look a [`KeyId`] up with, so a lookup allocates nothing. A short id
-/// is also padded the way [`KeyId`] stores it, so comparing it with a candidate entry is a
-/// fixed-size compare.
-struct IdRef<'a> {
-    id: &'a str,
-    padded: Option<[u8; INLINE_ID]>,
-}
-
-impl IdRef<'_> {
-    fn new(id: &str) -> IdRef<'_> {
-        let padded = (id.len() <= INLINE_ID).then(|| {
-            let mut bytes = [0; INLINE_ID];
-            bytes[..id.len()].copy_from_slice(id.as_bytes());
-            bytes
-        });
-        IdRef { id, padded }
-    }
-}
-
-impl Hash for IdRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write(self.id.as_bytes());
-    }
-}
-
-impl scc::Equivalent<KeyId> for IdRef<'_> {
-    fn equivalent(&self, key: &KeyId) -> bool {
-        // Short ids are always inline and long ones always shared.
-        match (key, &self.padded) {
-            (KeyId::Inline { len, bytes }, Some(padded)) => {
-                usize::from(*len) == self.id.len() && bytes == padded
-            }
-            (KeyId::Shared(id), None) => id.as_bytes() == self.id.as_bytes(),
-            _ => false,
-        }
-    }
-}
-
 /// A key named in a dirty list: changed since the last drain.
-type DirtyKey = (EntityKind, KeyId);
+type DirtyKey = (EntityKind, Arc<str>);
 
 /// One changed key's values, copied at the drain.
 pub(crate) type ChangedKey = (EntityKind, Arc<str>, KeySnapshot);
@@ -287,7 +188,7 @@ pub struct Aggregator {
     windows: Arc<[Duration]>,
     layout: Layout,
     configured: [bool; KIND_COUNT],
-    maps: [scc::HashMap<KeyId, KeyState, ahash::RandomState>; KIND_COUNT],
+    maps: [scc::HashMap<Arc<str>, KeyState, ahash::RandomState>; KIND_COUNT],
     /// One dirty list per worker; a worker only pushes keys it owns.
     dirty: Vec<Mutex<Vec<DirtyKey>>>,
     pool: Option<rayon::ThreadPool>,
@@ -465,13 +366,13 @@ impl Aggregator {
     ) -> KeyValues {
         let map = &self.maps[kind_index(kind)];
         let layout = &self.layout;
-        let mut note_dirty = |key: &KeyId, state: &mut KeyState| {
+        let mut note_dirty = |key: &Arc<str>, state: &mut KeyState| {
             if state.mark_dirty() {
-                dirty.push((kind, key.clone()));
+                dirty.push((kind, Arc::clone(key)));
             }
         };
         // The common case looks the key up by `&str`, so a known key costs no allocation.
-        let existing = map.update_sync(&IdRef::new(id), |key, state| {
+        let existing = map.update_sync(id, |key, state| {
             let values = state.apply(layout, update);
             note_dirty(key, state);
             values
@@ -479,18 +380,19 @@ impl Aggregator {
         if let Some(values) = existing {
             return values;
         }
-        match map.entry_sync(KeyId::new(id)) {
+        match map.entry_sync(Arc::from(id)) {
             scc::hash_map::Entry::Occupied(mut entry) => {
                 // Unreachable while batches are serialised (only this worker inserts its
                 // keys); applying here still keeps the event rather than dropping it.
                 let values = entry.get_mut().apply(layout, update);
-                let key = entry.key().clone();
+                let key = Arc::clone(entry.key());
                 note_dirty(&key, entry.get_mut());
                 values
             }
             scc::hash_map::Entry::Vacant(entry) => {
                 let (mut state, values) = KeyState::new(layout, update);
-                note_dirty(entry.key(), &mut state);
+                let key = Arc::clone(entry.key());
+                note_dirty(&key, &mut state);
                 entry.insert_entry(state);
                 self.metrics.keys_tracked.fetch_add(1, Ordering::Relaxed);
                 values
@@ -504,8 +406,7 @@ impl Aggregator {
         if !self.configured[kind_index(kind)] {
             return None;
         }
-        self.maps[kind_index(kind)]
-            .read_sync(&IdRef::new(id), |_, state| state.snapshot(&self.layout))
+        self.maps[kind_index(kind)].read_sync(id, |_, state| state.snapshot(&self.layout))
     }
 
     /// Copies the values of every key changed since the previous drain and marks them
@@ -540,13 +441,13 @@ impl Aggregator {
         let dirty = std::mem::take(&mut *lock(&self.dirty[worker]));
         let mut changed = Vec::with_capacity(dirty.len());
         for (kind, id) in dirty {
-            let values = self.maps[kind_index(kind)].update_sync(&id, |_, state| {
+            let values = self.maps[kind_index(kind)].update_sync(&*id, |_, state| {
                 state.clear_dirty();
                 state.snapshot(&self.layout)
             });
             // Keys are never removed, so a dirty key is always found.
             if let Some(values) = values {
-                changed.push((kind, id.to_shared(), values));
+                changed.push((kind, id, values));
             }
         }
         changed
@@ -693,36 +594,5 @@ mod tests {
             }
         );
         assert_eq!(changes.global_events, 2);
-    }
-
-    #[test]
-    fn ids_on_both_sides_of_the_inline_limit_are_distinct_keys() {
-        let inline = "A".repeat(INLINE_ID);
-        let shared = "A".repeat(INLINE_ID + 1);
-        let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();
-        let out = aggregator.apply_batch(&[
-            event(1, &inline, None, 2.0),
-            event(2, &shared, None, 3.0),
-            event(3, &shared, None, 4.0),
-            event(4, &inline, None, 1.0),
-        ]);
-        let account = |i: usize| out[i].get(EntityKind::Account).unwrap().windows.sum(0);
-        assert_eq!((account(2), account(3)), (7.0, 3.0));
-        let read = |id: &str| {
-            aggregator
-                .read(EntityKind::Account, id)
-                .map(|v| v.windows.count(0))
-        };
-        assert_eq!((read(&inline), read(&shared)), (Some(2), Some(2)));
-        assert_eq!(read(&"A".repeat(INLINE_ID - 1)), None);
-        let changes = aggregator.drain_changes();
-        let mut ids: Vec<&str> = changes
-            .keys
-            .iter()
-            .flatten()
-            .map(|(_, id, _)| &**id)
-            .collect();
-        ids.sort_unstable();
-        assert_eq!(ids, vec![inline.as_str(), shared.as_str()]);
     }
 }
