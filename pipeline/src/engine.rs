@@ -183,10 +183,21 @@ impl Engine {
         if let Some(w) = decoded.events.iter().map(|e| e.ts_ms).max() {
             clock.watermark_ms = clock.watermark_ms.max(w);
         }
+        // Records of a batch come from few partitions: find each one's newest offset, then
+        // name the partition once.
+        let mut newest: Vec<(i32, i64)> = Vec::new();
         for record in &decoded.raw.records {
-            let key = format!("{}/{}", decoded.raw.topic, record.partition);
-            let entry = clock.offsets.entry(key).or_insert(record.offset);
-            *entry = (*entry).max(record.offset);
+            match newest.iter_mut().find(|(p, _)| *p == record.partition) {
+                Some((_, offset)) => *offset = (*offset).max(record.offset),
+                None => newest.push((record.partition, record.offset)),
+            }
+        }
+        for (partition, offset) in newest {
+            let entry = clock
+                .offsets
+                .entry(format!("{}/{partition}", decoded.raw.topic))
+                .or_insert(offset);
+            *entry = (*entry).max(offset);
         }
         let due = if self.options.deterministic {
             let interval = self.options.snapshot_interval.as_millis() as i64;
