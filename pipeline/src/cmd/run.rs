@@ -174,6 +174,10 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
                     break;
                 }
             }
+            // The summary counts the last snapshot too.
+            if let Some(last) = building {
+                let _ = last.await;
+            }
         })
     };
     let enrich = {
