@@ -94,14 +94,7 @@ start() {
 case ${1:-} in
   start) start ;;
   stop) stop_pid "$pidfile" "$main" 30 Kafka ;;
-  status)
-    if pid_running "$pidfile" "$main"; then
-      say "Kafka is running (pid $(<"$pidfile")) on 127.0.0.1:$port"
-    else
-      say "Kafka is not running"
-      exit 1
-    fi
-    ;;
+  status) report_status "$pidfile" "$main" Kafka "$port" ;;
   tool)
     shift
     [[ $# -ge 1 ]] || die "usage: scripts/kafka.sh tool <main-class> [args...]"

@@ -57,13 +57,6 @@ start() {
 case ${1:-} in
   start) start ;;
   stop) stop_pid "$pidfile" "$main" 60 Neo4j ;;
-  status)
-    if pid_running "$pidfile" "$main"; then
-      say "Neo4j is running (pid $(<"$pidfile")) on 127.0.0.1:$port"
-    else
-      say "Neo4j is not running"
-      exit 1
-    fi
-    ;;
+  status) report_status "$pidfile" "$main" Neo4j "$port" ;;
   *) die "usage: scripts/neo4j.sh start|stop|status" ;;
 esac

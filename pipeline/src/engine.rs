@@ -35,7 +35,6 @@ pub struct EngineOptions {
     pub deterministic: bool,
     /// Decision thresholds (review, block).
     pub thresholds: (f32, f32),
-    pub max_hops: u32,
 }
 
 /// The stages' shared state: window aggregates, snapshots, graph, feature layout, metrics.

@@ -104,3 +104,13 @@ stop_pid() {
   rm -f "$pidfile"
   say "$name stopped"
 }
+
+# report_status PIDFILE MAIN NAME PORT: says whether the service runs; exit 1 when not.
+report_status() {
+  if pid_running "$1" "$2"; then
+    say "$3 is running (pid $(<"$1")) on 127.0.0.1:$4"
+  else
+    say "$3 is not running"
+    exit 1
+  fi
+}

@@ -137,7 +137,6 @@ pub fn engine(
             snapshot_interval: config.snapshot.interval,
             deterministic,
             thresholds,
-            max_hops: config.graph.max_hops,
         },
         aggregator,
         snapshots,
