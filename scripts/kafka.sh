@@ -45,6 +45,9 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$PWD/$data
 num.partitions=1
+# Generated events carry timestamps of their own calendar, often long past: keep every
+# message whatever its age, so that tests and demos never lose data to retention.
+log.retention.ms=-1
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1

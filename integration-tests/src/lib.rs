@@ -33,3 +33,5 @@ pub fn repo_root() -> PathBuf {
         .expect("integration-tests sits in the repository root")
         .to_path_buf()
 }
+
+pub mod kafka;

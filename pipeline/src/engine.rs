@@ -56,7 +56,20 @@ pub struct Decoded {
     pub raw: RawBatch,
     pub events: Vec<Event>,
     pub records: Vec<u32>,
+    /// The dead letters as JSON lines, for file sinks.
     pub dead_letters: Vec<u8>,
+    /// The same dead letters one by one, for sinks that send each on its own (Kafka).
+    pub dead: Vec<DeadRecord>,
+}
+
+/// One input that became a dead letter: which record, why, and when.
+#[derive(Debug, Clone)]
+pub struct DeadRecord {
+    /// Index into the batch's records.
+    pub record: u32,
+    pub kind: &'static str,
+    pub reason: String,
+    pub received_at: String,
 }
 
 /// A batch after the aggregate and enrich stages.
@@ -126,6 +139,7 @@ impl Engine {
         let mut events = Vec::with_capacity(raw.len());
         let mut records = Vec::with_capacity(raw.len());
         let mut dead_letters = Vec::new();
+        let mut dead = Vec::new();
         let mut received_at: Option<String> = None;
         for (i, record) in raw.records.iter().enumerate() {
             let bytes = raw.payload(record);
@@ -151,6 +165,12 @@ impl Engine {
                     if serde_json::to_writer(&mut dead_letters, &letter).is_ok() {
                         dead_letters.push(b'\n');
                     }
+                    dead.push(DeadRecord {
+                        record: i as u32,
+                        kind: letter.kind,
+                        reason: letter.reason,
+                        received_at: letter.received_at,
+                    });
                 }
             }
         }
@@ -160,6 +180,7 @@ impl Engine {
             events,
             records,
             dead_letters,
+            dead,
         }
     }
 

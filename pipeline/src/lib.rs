@@ -13,6 +13,7 @@ pub mod enrich;
 pub mod event;
 pub mod features;
 pub mod gen;
+pub mod kafka;
 pub mod logging;
 pub mod metrics;
 pub mod result;

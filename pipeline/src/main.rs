@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use riskstream_config::Config;
 mod cmd;
 
-use cmd::{gen as gen_cmd, run as job, train as train_cmd};
+use cmd::{
+    gen as gen_cmd, produce as produce_cmd, results as results_cmd, run as job, train as train_cmd,
+};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +34,10 @@ enum Command {
     Gen(gen_cmd::GenArgs),
     /// Train and evaluate the scoring model on generated data.
     Train(train_cmd::TrainArgs),
+    /// Write events from a file or the built-in generator into a Kafka topic.
+    Produce(produce_cmd::ProduceArgs),
+    /// Query the results topic: by account, decision and time range, or follow it.
+    Results(results_cmd::ResultsArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -87,17 +93,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(args.config.as_deref())
                 .map_err(anyhow::Error::from)
                 .context("invalid configuration")?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("riskstream")
-                .build()
-                .context("cannot start the async runtime")?;
-            let summary = runtime.block_on(job::run(config, args))?;
+            let summary = runtime()?.block_on(job::run(config, args))?;
             Ok(if summary.is_balanced() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Produce(args) => {
+            runtime()?.block_on(produce_cmd::produce(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Results(args) => {
+            runtime()?.block_on(results_cmd::results(args))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Gen(args) => gen_cmd::gen(args).map(|()| ExitCode::SUCCESS),
         Command::Train(args) => train_cmd::train(args).map(|()| ExitCode::SUCCESS),
@@ -114,4 +123,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+/// The async runtime of the commands that talk to Kafka or run the job.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("riskstream")
+        .build()
+        .context("cannot start the async runtime")
 }

@@ -2,6 +2,9 @@
 //! command line, the configuration and the library.
 
 pub mod gen;
+pub mod output;
+pub mod produce;
+pub mod results;
 pub mod run;
 pub mod setup;
 pub mod train;

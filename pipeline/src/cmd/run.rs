@@ -15,13 +15,13 @@ use tokio_util::sync::CancellationToken;
 
 use riskstream_config::Config;
 
+use super::output::{deliver, InDelivery, Outputs, IN_FLIGHT_BATCHES};
 use super::setup;
 use riskstream_pipeline::engine::{
     Decoded, Engine, Enriched, FeatureBuffers, Scored, SnapshotClock,
 };
 use riskstream_pipeline::metrics::Metrics;
 use riskstream_pipeline::result::{Reason, ResultView};
-use riskstream_pipeline::sink::LineSink;
 use riskstream_pipeline::source::{BlockingSource, RawBatch};
 
 /// Options of `riskstream run` that override the configuration file.
@@ -108,10 +108,10 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     let setup = setup::build(&config, &args, metrics.clone(), false)?;
     let engine = Arc::new(setup.engine);
     let model = setup.model;
-    let mut results = LineSink::open(&setup.results_path)?;
-    let mut dead = LineSink::open(&setup.dead_letter_path)?;
-    let results_path = results.target();
-    let dead_letter_path = dead.target();
+    let acknowledger = setup.acknowledger;
+    let outputs = Outputs::open(&setup.results, &setup.dead_letters, &config).await?;
+    let results_path = outputs.results_target.clone();
+    let dead_letter_path = outputs.dead_letter_target.clone();
     tracing::info!(
         source = %setup.source.describe(),
         graph = setup.graph_description,
@@ -216,42 +216,49 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     };
     let progress = (!args.quiet).then(|| spawn_progress(metrics.clone(), started, cancel.clone()));
 
-    // The sink runs here: encode, write, flush, then count the batch as delivered.
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+    // The sink runs here: encode and hand each batch to its sinks; a delivery task behind
+    // it waits for the batch to be delivered, then counts it and acknowledges its offsets.
+    let histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
         .context("cannot create the latency histogram")?;
+    let (del_tx, del_rx) = mpsc::channel::<InDelivery>(IN_FLIGHT_BATCHES);
+    let delivery = tokio::spawn(deliver(
+        del_rx,
+        outputs.kafka.clone(),
+        acknowledger.clone(),
+        metrics.clone(),
+        cancel.clone(),
+        histogram,
+    ));
+    let mut outputs = outputs;
     let mut lines = Vec::with_capacity(1 << 20);
-    let mut last_percentiles = Instant::now();
-    let mut sink_error = None;
+    let mut ends = Vec::with_capacity(config.pipeline.batch_size.max(1));
+    let mut sink_error: Option<anyhow::Error> = None;
     while let Some(scored) = sco_rx.recv().await {
         lines.clear();
-        encode_results(
-            &engine,
-            model.version(),
-            &scored,
-            &mut lines,
-            &mut histogram,
-        );
-        let written = results
-            .write_lines(&lines)
-            .and_then(|()| results.flush())
-            .and_then(|()| dead.write_lines(&scored.enriched.decoded.dead_letters))
-            .and_then(|()| dead.flush());
-        if let Err(err) = written {
-            sink_error = Some(err);
+        ends.clear();
+        encode_results(&engine, model.version(), &scored, &mut lines, &mut ends);
+        let pending = match outputs.send(&scored, &lines, &ends).await {
+            Ok(pending) => pending,
+            Err(err) => {
+                sink_error = Some(err);
+                cancel.cancel();
+                break;
+            }
+        };
+        if del_tx.send(InDelivery { scored, pending }).await.is_err() {
+            // The delivery task stopped on an error; it reports it below.
             cancel.cancel();
             break;
         }
-        metrics
-            .results
-            .fetch_add(scored.scores.len() as u64, Relaxed);
-        if last_percentiles.elapsed() >= Duration::from_millis(250) {
-            metrics
-                .latency_p50_us
-                .store(histogram.value_at_quantile(0.5), Relaxed);
-            metrics
-                .latency_p99_us
-                .store(histogram.value_at_quantile(0.99), Relaxed);
-            last_percentiles = Instant::now();
+    }
+    drop(del_tx);
+    let (histogram, delivered) = delivery.await.context("delivery task panicked")?;
+    if let Err(err) = delivered {
+        sink_error.get_or_insert(err);
+    }
+    if sink_error.is_none() {
+        if let Some(ack) = &acknowledger {
+            ack.finish();
         }
     }
     drop(sco_rx);
@@ -268,7 +275,7 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
         p.abort();
     }
     if let Some(err) = sink_error {
-        return Err(err).context("results could not be delivered; the job stopped consuming");
+        return Err(err.context("results could not be delivered; the job stopped consuming"));
     }
     score_result?;
     match source_result {
@@ -297,13 +304,14 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     Ok(summary)
 }
 
-/// Encodes a scored batch as result lines and records each result's latency.
+/// Encodes a scored batch as result lines; `ends[i]` is where result `i`'s JSON ends
+/// (its newline follows).
 fn encode_results(
     engine: &Engine,
     model_version: &str,
     scored: &Scored,
     out: &mut Vec<u8>,
-    histogram: &mut Histogram<u64>,
+    ends: &mut Vec<usize>,
 ) {
     let enriched = &scored.enriched;
     let decoded = &enriched.decoded;
@@ -313,7 +321,6 @@ fn encode_results(
     for (i, event) in decoded.events.iter().enumerate() {
         let record = &decoded.raw.records[decoded.records[i] as usize];
         let latency = now.saturating_duration_since(record.received);
-        let _ = histogram.record((latency.as_micros() as u64).max(1));
         reasons.clear();
         reasons.extend(
             scored.reasons[i]
@@ -345,6 +352,7 @@ fn encode_results(
             latency_ms: (latency.as_secs_f64() * 1e6).round() / 1000.0,
         };
         view.encode(out);
+        ends.push(out.len());
         out.push(b'\n');
     }
 }
@@ -370,6 +378,11 @@ fn spawn_source(
                 let Some(batch) = source.next_batch(want)? else {
                     break;
                 };
+                // Sources that wait (Kafka) return empty batches while idle, so that a
+                // shutdown request is noticed.
+                if batch.is_empty() {
+                    continue;
+                }
                 sent += batch.len() as u64;
                 if tx.blocking_send(batch).is_err() {
                     break;

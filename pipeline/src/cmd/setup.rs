@@ -16,6 +16,7 @@ use riskstream_pipeline::gen::GenOptions;
 use riskstream_pipeline::metrics::Metrics;
 use riskstream_pipeline::source::file::FileSource;
 use riskstream_pipeline::source::generator::GeneratorSource;
+use riskstream_pipeline::source::kafka::{KafkaAcknowledger, KafkaSource};
 use riskstream_pipeline::source::BlockingSource;
 
 use super::run::RunArgs;
@@ -25,9 +26,19 @@ pub struct Setup {
     pub engine: Engine,
     pub model: Arc<Model>,
     pub source: Box<dyn BlockingSource>,
-    pub results_path: PathBuf,
-    pub dead_letter_path: PathBuf,
+    /// Set for the Kafka source: reports delivered batches so their offsets are committed.
+    pub acknowledger: Option<KafkaAcknowledger>,
+    pub results: Target,
+    pub dead_letters: Target,
     pub graph_description: String,
+}
+
+/// Where results or dead letters go: a JSONL file (`-` for standard output) or the
+/// configured Kafka topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Path(PathBuf),
+    Kafka,
 }
 
 /// The aggregation options for the configured keys, windows and workers.
@@ -167,14 +178,24 @@ pub fn build(
     let keep = config.dead_letter.max_payload_bytes;
     let max_bytes = config.source.max_event_bytes;
     let mut generated_graph = None;
-    let (source, input_path): (Box<dyn BlockingSource>, Option<PathBuf>) = match (&args.input, config.source.kind) {
-        (Some(path), _) => (Box::new(FileSource::open(path, max_bytes, keep)?), Some(path.clone())),
+    let mut acknowledger = None;
+    let (source, input_path): (Box<dyn BlockingSource>, Option<PathBuf>) = match (
+        &args.input,
+        config.source.kind,
+    ) {
+        (Some(path), _) => (
+            Box::new(FileSource::open(path, max_bytes, keep)?),
+            Some(path.clone()),
+        ),
         (None, SourceKind::File) => {
             if config.source.path.is_empty() {
                 bail!("source.kind is \"file\" but source.path is empty; set source.path or pass --input FILE");
             }
             let path = PathBuf::from(&config.source.path);
-            (Box::new(FileSource::open(&path, max_bytes, keep)?), Some(path))
+            (
+                Box::new(FileSource::open(&path, max_bytes, keep)?),
+                Some(path),
+            )
         }
         (None, SourceKind::Generator) => {
             let source = GeneratorSource::new(generator_options(config)?)
@@ -182,9 +203,16 @@ pub fn build(
             generated_graph = Some(source.graph_records());
             (Box::new(source), None)
         }
-        (None, SourceKind::Kafka) => bail!(
-            "source.kind = \"kafka\" is not available in this build yet; use \"generator\" or \"file\""
-        ),
+        (None, SourceKind::Kafka) => {
+            let source = KafkaSource::subscribe(
+                &config.kafka,
+                config.pipeline.batch_timeout,
+                max_bytes,
+                keep,
+            )?;
+            acknowledger = Some(source.acknowledger());
+            (Box::new(source), None)
+        }
     };
 
     let max_hops = config.graph.max_hops;
@@ -226,28 +254,25 @@ pub fn build(
     let model = load_model(config, args.model.as_deref())?;
     let engine = engine(config, Some(&model), enricher, metrics, deterministic)?;
 
-    let results_path = match (&args.output, config.sink.kind) {
-        (Some(p), _) => p.clone(),
-        (None, SinkKind::Stdout) => PathBuf::from("-"),
-        (None, SinkKind::File) => PathBuf::from(&config.sink.path),
-        (None, SinkKind::Kafka) => bail!(
-            "sink.kind = \"kafka\" is not available in this build yet; use \"file\" or \"stdout\""
-        ),
+    let target = |arg: &Option<PathBuf>, kind: SinkKind, path: &str| match (arg, kind) {
+        (Some(p), _) => Target::Path(p.clone()),
+        (None, SinkKind::Stdout) => Target::Path(PathBuf::from("-")),
+        (None, SinkKind::File) => Target::Path(PathBuf::from(path)),
+        (None, SinkKind::Kafka) => Target::Kafka,
     };
-    let dead_letter_path = match (&args.dead_letter, config.dead_letter.kind) {
-        (Some(p), _) => p.clone(),
-        (None, SinkKind::Stdout) => PathBuf::from("-"),
-        (None, SinkKind::File) => PathBuf::from(&config.dead_letter.path),
-        (None, SinkKind::Kafka) => bail!(
-            "dead_letter.kind = \"kafka\" is not available in this build yet; use \"file\" or \"stdout\""
-        ),
-    };
+    let results = target(&args.output, config.sink.kind, &config.sink.path);
+    let dead_letters = target(
+        &args.dead_letter,
+        config.dead_letter.kind,
+        &config.dead_letter.path,
+    );
     Ok(Setup {
         engine,
         model: Arc::new(model),
         source,
-        results_path,
-        dead_letter_path,
+        acknowledger,
+        results,
+        dead_letters,
         graph_description,
     })
 }

@@ -1,6 +1,8 @@
 //! Sinks: where results and dead letters go. A sink receives already-encoded JSON lines so
 //! that encoding happens once, in the stage that owns the data.
 
+pub mod kafka;
+
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};

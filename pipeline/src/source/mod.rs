@@ -7,6 +7,7 @@ use std::time::Instant;
 
 pub mod file;
 pub mod generator;
+pub mod kafka;
 
 /// Where a record came from, as results and dead letters report it. For Kafka it is the
 /// topic, partition and offset; a file source reports `file:<path>`, partition 0 and the

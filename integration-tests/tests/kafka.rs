@@ -1,0 +1,329 @@
+//! The job against the real Kafka broker: nothing lost, bad input set aside, crashes,
+//! rebalances and shutdowns survived. `scripts/test.sh` starts the broker first.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use riskstream_integration_tests::kafka::{
+    committed_offsets, event_ids, generate, produce, read_topic, result_ids, wait_for_messages,
+    Deployment, Job,
+};
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// Every input id has a result; returns how many results were duplicates.
+fn assert_every_event_has_a_result(expected: &[String], results: &[String]) -> usize {
+    let have: HashSet<&str> = results.iter().map(String::as_str).collect();
+    let missing: Vec<&str> = expected
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !have.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} events have no result, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(5)]
+    );
+    results.len() - have.len()
+}
+
+#[test]
+fn a_hundred_thousand_events_in_give_exactly_their_hundred_thousand_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(dir.path(), 100_000, 7);
+    let ids = event_ids(&events);
+    assert_eq!(ids.len(), 100_000);
+    let d = Deployment::new("exact");
+    produce(&d.input, &events, 4);
+    let config = d.write_config(dir.path(), "");
+    let mut job = Job::start(
+        &config,
+        &[
+            "--max-events",
+            "100000",
+            "--graph",
+            dir.path().join("graph.jsonl").to_str().unwrap(),
+        ],
+        dir.path().join("job.log"),
+    );
+    let status = job.wait(LIMIT);
+    assert!(status.success(), "job failed: {status}\n{}", job.log_text());
+
+    let results = result_ids(&d.results);
+    assert_eq!(results.len(), 100_000, "one result per event, no more");
+    let got: HashSet<&str> = results.iter().map(String::as_str).collect();
+    let want: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(got, want, "the results are for exactly the input events");
+
+    // Results are keyed by account and carry the event's time as Kafka timestamp.
+    let records = read_topic(&d.results);
+    for r in records.iter().take(1000) {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        assert_eq!(
+            r.key.as_deref(),
+            Some(v["account_id"].as_str().unwrap().as_bytes())
+        );
+        assert!(r.timestamp.is_some());
+    }
+    // Everything delivered was committed: the group has no lag.
+    let committed: i64 = committed_offsets(&d.group, &d.input, 4).values().sum();
+    assert_eq!(committed, 100_000, "committed offsets cover every event");
+}
+
+#[test]
+fn every_kind_of_malformed_message_goes_to_the_dead_letter_topic_and_the_stream_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = |i: usize| {
+        format!(
+            r#"{{"event_id":"e-{i}","ts":"2026-11-22T10:03:{:02}.000Z","account_id":"A-{}","amount":{}.5,"channel":"card","country":"DE"}}"#,
+            i % 60,
+            i % 7,
+            10 + i
+        )
+    };
+    let oversize = format!(
+        r#"{{"event_id":"big","ts":"2026-11-22T10:03:12Z","account_id":"A-1","amount":1,"pad":"{}"}}"#,
+        "x".repeat(2000)
+    );
+    let bad: Vec<(Vec<u8>, &str)> = vec![
+        (b"this is not json".to_vec(), "not_json"),
+        (
+            br#"{"event_id":"e","ts":"2026-11-22T10:03:12Z","amount":1}"#.to_vec(),
+            "missing_field",
+        ),
+        (
+            br#"{"event_id":"e","ts":"2026-11-22T10:03:12Z","account_id":"A","amount":"12"}"#
+                .to_vec(),
+            "wrong_type",
+        ),
+        (
+            br#"{"event_id":"e","ts":"2026-11-22T10:03:12Z","account_id":"A","amount":1e999}"#
+                .to_vec(),
+            "non_finite_amount",
+        ),
+        (
+            br#"{"event_id":"e","ts":"22/11/2026 10:03","account_id":"A","amount":1}"#.to_vec(),
+            "bad_timestamp",
+        ),
+        (oversize.into_bytes(), "oversize"),
+        (
+            b"{\"event_id\":\"\xff\xfe\",\"ts\":\"2026-11-22T10:03:12Z\"}".to_vec(),
+            "not_utf8",
+        ),
+        (b"[1,2,3]".to_vec(), "not_an_object"),
+    ];
+    let mut bytes = Vec::new();
+    let mut good_count = 0usize;
+    let mut bad_sent: Vec<(Vec<u8>, &str)> = Vec::new();
+    for i in 0..400 {
+        bytes.extend_from_slice(good(i).as_bytes());
+        bytes.push(b'\n');
+        good_count += 1;
+        if i % 25 == 0 {
+            let (line, kind) = &bad[(i / 25) % bad.len()];
+            bytes.extend_from_slice(line);
+            bytes.push(b'\n');
+            bad_sent.push((line.clone(), kind));
+        }
+    }
+    let input = dir.path().join("mixed.jsonl");
+    std::fs::write(&input, &bytes).unwrap();
+    let d = Deployment::new("dead");
+    produce(&d.input, &input, 4);
+    let config = d.write_config(dir.path(), "[graph]\nkind = \"none\"\n");
+    let total = good_count + bad_sent.len();
+    let mut job = Job::start(
+        &config,
+        &[
+            "--max-events",
+            &total.to_string(),
+            "--summary-json",
+            dir.path().join("summary.json").to_str().unwrap(),
+        ],
+        dir.path().join("job.log"),
+    );
+    let status = job.wait(LIMIT);
+    assert!(status.success(), "job failed: {status}\n{}", job.log_text());
+
+    assert_eq!(
+        result_ids(&d.results).len(),
+        good_count,
+        "one result per good message"
+    );
+    let letters = read_topic(&d.dead_letters);
+    assert_eq!(
+        letters.len(),
+        bad_sent.len(),
+        "one dead letter per bad message"
+    );
+    let mut by_kind: HashMap<String, usize> = HashMap::new();
+    for letter in &letters {
+        let kind = letter.headers["riskstream.kind"].clone();
+        assert!(!letter.headers["riskstream.reason"].is_empty());
+        assert_eq!(letter.headers["riskstream.source.topic"], d.input);
+        assert!(letter.headers["riskstream.source.offset"]
+            .parse::<i64>()
+            .is_ok());
+        assert!(letter.headers.contains_key("riskstream.received_at"));
+        let original = bad_sent
+            .iter()
+            .find(|(_, k)| **k == kind)
+            .map(|(bytes, _)| bytes)
+            .unwrap_or_else(|| panic!("unexpected kind {kind}"));
+        if kind == "oversize" {
+            assert_eq!(
+                letter.headers["riskstream.original_size"],
+                original.len().to_string()
+            );
+            assert!(original.starts_with(&letter.payload));
+        } else {
+            assert_eq!(
+                &letter.payload, original,
+                "the original bytes of a {kind} message"
+            );
+        }
+        *by_kind.entry(kind).or_default() += 1;
+    }
+    for (_, kind) in &bad {
+        assert!(by_kind.contains_key(*kind), "no dead letter of kind {kind}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["inputs"], total as u64);
+    assert_eq!(
+        summary["inputs"].as_u64(),
+        Some(summary["results"].as_u64().unwrap() + summary["dead_letters"].as_u64().unwrap())
+    );
+}
+
+#[test]
+fn a_job_killed_mid_stream_and_restarted_loses_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(dir.path(), 100_000, 11);
+    let ids = event_ids(&events);
+    let d = Deployment::new("kill");
+    produce(&d.input, &events, 4);
+    let config = d.write_config(dir.path(), "[graph]\nkind = \"none\"\n");
+
+    let mut first = Job::start(&config, &[], dir.path().join("first.log"));
+    wait_for_messages(&d.results, 30_000, LIMIT, Some(&mut first));
+    first.signal("KILL");
+    first.wait(Duration::from_secs(10));
+    let before = result_ids(&d.results).len();
+    assert!(before < 100_000, "killed before the end ({before} results)");
+
+    let mut second = Job::start(&config, &[], dir.path().join("second.log"));
+    wait_for_messages(&d.results, 100_000, LIMIT, Some(&mut second));
+    // Let the restarted job finish what it re-read, then stop it cleanly.
+    std::thread::sleep(Duration::from_secs(2));
+    second.signal("TERM");
+    let status = second.wait(Duration::from_secs(60));
+    assert!(status.success(), "{}", second.log_text());
+
+    let results = result_ids(&d.results);
+    let duplicates = assert_every_event_has_a_result(&ids, &results);
+    eprintln!(
+        "SIGKILL after {before} results: {duplicates} duplicates out of {} results",
+        results.len()
+    );
+}
+
+#[test]
+fn a_second_instance_takes_over_the_partitions_of_a_stopped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(dir.path(), 100_000, 13);
+    let ids = event_ids(&events);
+    let d = Deployment::new("group");
+    // The topic exists before the instances join, so both get partitions at once.
+    produce(&d.input, &events, 4);
+    let config = d.write_config(dir.path(), "[graph]\nkind = \"none\"\n");
+    let mut a = Job::start(&config, &[], dir.path().join("a.log"));
+    let mut b = Job::start(&config, &[], dir.path().join("b.log"));
+    wait_for_messages(&d.results, 20_000, LIMIT, Some(&mut a));
+    let split = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("partitions assigned"))
+            .map(|l| l.matches(&d.input).count())
+            .collect::<Vec<_>>()
+    };
+    a.signal("TERM");
+    let status = a.wait(Duration::from_secs(60));
+    assert!(status.success(), "{}", a.log_text());
+    wait_for_messages(&d.results, 100_000, LIMIT, Some(&mut b));
+    std::thread::sleep(Duration::from_secs(2));
+    b.signal("TERM");
+    let status = b.wait(Duration::from_secs(60));
+    assert!(status.success(), "{}", b.log_text());
+
+    let a_assignments = split(&a.log_text());
+    let b_assignments = split(&b.log_text());
+    assert!(
+        a_assignments.iter().chain(&b_assignments).any(|n| *n > 0 && *n < 4),
+        "the two instances split the partitions at some point: a {a_assignments:?}, b {b_assignments:?}"
+    );
+    assert_eq!(
+        b_assignments.last(),
+        Some(&4),
+        "b ends with all four partitions: {b_assignments:?}"
+    );
+    let results = result_ids(&d.results);
+    let duplicates = assert_every_event_has_a_result(&ids, &results);
+    eprintln!(
+        "two instances: {duplicates} duplicates out of {} results",
+        results.len()
+    );
+}
+
+#[test]
+fn sigterm_finishes_in_flight_events_commits_and_a_restart_does_not_reprocess() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(dir.path(), 60_000, 17);
+    let ids = event_ids(&events);
+    let d = Deployment::new("term");
+    produce(&d.input, &events, 4);
+    let config = d.write_config(dir.path(), "[graph]\nkind = \"none\"\n");
+
+    let mut first = Job::start(&config, &[], dir.path().join("first.log"));
+    wait_for_messages(&d.results, 20_000, LIMIT, Some(&mut first));
+    first.signal("TERM");
+    let status = first.wait(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "SIGTERM exits 0: {status}\n{}",
+        first.log_text()
+    );
+    // Per input partition: the offset after the newest delivered event, and how many.
+    let mut delivered: HashMap<i32, (i64, i64)> = HashMap::new();
+    for r in read_topic(&d.results) {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        let partition = v["source"]["partition"].as_i64().unwrap() as i32;
+        let offset = v["source"]["offset"].as_i64().unwrap();
+        let entry = delivered.entry(partition).or_insert((0, 0));
+        entry.0 = entry.0.max(offset + 1);
+        entry.1 += 1;
+    }
+    let committed = committed_offsets(&d.group, &d.input, 4);
+    for (partition, (next, count)) in &delivered {
+        assert_eq!(
+            next, count,
+            "partition {partition}: delivered a gapless prefix"
+        );
+        assert_eq!(
+            committed.get(partition),
+            Some(next),
+            "partition {partition}: committed offset = after the last delivered event \
+             (committed {committed:?}, delivered {delivered:?})"
+        );
+    }
+
+    let mut second = Job::start(&config, &[], dir.path().join("second.log"));
+    wait_for_messages(&d.results, 60_000, LIMIT, Some(&mut second));
+    std::thread::sleep(Duration::from_secs(2));
+    second.signal("TERM");
+    assert!(second.wait(Duration::from_secs(60)).success());
+    let results = result_ids(&d.results);
+    let duplicates = assert_every_event_has_a_result(&ids, &results);
+    assert_eq!(duplicates, 0, "a graceful stop leaves nothing to reprocess");
+}

@@ -1,0 +1,320 @@
+//! `riskstream results`: the way users query decisions. Reads the results topic without
+//! joining any consumer group and without committing anything, selects by account,
+//! decision and time range, and prints JSON lines or a table.
+//!
+//! Result messages carry their event's time as Kafka timestamp, so `--since` and
+//! `--from/--to` select by event time; start offsets come from the broker's time index
+//! (`offsets_for_times`), so a narrow range does not read the whole topic.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use riskstream_config::Config;
+use riskstream_pipeline::decode::parse_ts;
+use riskstream_pipeline::kafka::{client_config, LogContext, START_TIMEOUT};
+
+/// Options of `riskstream results`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResultsArgs {
+    /// Configuration file (TOML): `[kafka]` supplies defaults and client properties.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Bootstrap brokers (default: kafka.brokers).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Results topic (default: kafka.results_topic).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Only results of this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Only results with this decision.
+    #[arg(long, value_enum)]
+    pub decision: Option<DecisionArg>,
+    /// Only events of the last period before now: `30s`, `10m`, `2h`, `7d`.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub since: Option<String>,
+    /// Only events at or after this time (RFC 3339, or relative like `-15m`).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only events before this time (RFC 3339, or relative like `-5m`).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Keep reading new results as they arrive (stop with Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecisionArg {
+    Allow,
+    Review,
+    Block,
+}
+
+impl DecisionArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            DecisionArg::Allow => "allow",
+            DecisionArg::Review => "review",
+            DecisionArg::Block => "block",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One result JSON object per line, as published.
+    Json,
+    /// A readable table.
+    Table,
+}
+
+/// The fields the filters and the table need.
+#[derive(serde::Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    event_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    account_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    ts: std::borrow::Cow<'a, str>,
+    score: f64,
+    #[serde(borrow)]
+    decision: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    reasons: Vec<ReasonField>,
+}
+
+#[derive(serde::Deserialize)]
+struct ReasonField {
+    feature: String,
+}
+
+/// A point in time from the command line: RFC 3339, or relative to now (`-15m`, `-2h`).
+pub fn parse_time(text: &str, now_ms: i64) -> anyhow::Result<i64> {
+    if let Some(rest) = text.strip_prefix('-') {
+        return Ok(now_ms - parse_period(rest)?.as_millis() as i64);
+    }
+    parse_ts(text).map_err(|e| {
+        anyhow::anyhow!("`{text}` is not a time: {e}; use RFC 3339 (2026-11-22T10:03:00Z) or a relative time like -15m")
+    })
+}
+
+/// A period: a number and a unit `ms`, `s`, `m`, `h` or `d`.
+pub fn parse_period(text: &str) -> anyhow::Result<Duration> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let n: u64 = digits.parse().map_err(|_| {
+        anyhow::anyhow!("`{text}` is not a period; use a number and a unit: 30s, 10m, 2h, 7d")
+    })?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => bail!("`{text}` has no known unit; use ms, s, m, h or d (30s, 10m, 2h, 7d)"),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+pub async fn results(args: ResultsArgs) -> anyhow::Result<()> {
+    tokio::task::block_in_place(|| query(args))
+}
+
+fn query(args: ResultsArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref())
+        .map_err(anyhow::Error::from)
+        .context("invalid configuration")?;
+    if let Some(brokers) = &args.brokers {
+        config.kafka.brokers = brokers.clone();
+    }
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| config.kafka.results_topic.clone());
+    let now_ms = riskstream_pipeline::engine::now_ms();
+    let from = match (&args.since, &args.from) {
+        (Some(since), _) => Some(now_ms - parse_period(since)?.as_millis() as i64),
+        (None, Some(from)) => Some(parse_time(from, now_ms)?),
+        (None, None) => None,
+    };
+    let to = args
+        .to
+        .as_deref()
+        .map(|t| parse_time(t, now_ms))
+        .transpose()?;
+
+    let mut client = client_config(&config.kafka);
+    // A query never joins the job's group and never commits.
+    client
+        .set("group.id", "riskstream-results-query")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set_log_level(RDKafkaLogLevel::Error);
+    let consumer: BaseConsumer<LogContext> = client
+        .create_with_context(LogContext)
+        .with_context(|| format!("cannot create a consumer for `{}`", config.kafka.brokers))?;
+    let assignment = start_offsets(&consumer, &topic, from)?;
+    let partitions = assignment.count();
+    consumer
+        .assign(&assignment)
+        .with_context(|| format!("cannot read topic `{topic}`"))?;
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let table = args.format == Format::Table;
+    if table {
+        writeln!(
+            out,
+            "{:<24} {:<20} {:<14} {:>6} {:<7} top reason",
+            "ts", "event_id", "account_id", "score", "decision"
+        )?;
+    }
+    let mut shown = 0u64;
+    let mut eofs = std::collections::HashSet::new();
+    while args.follow || eofs.len() < partitions {
+        let Some(polled) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = match polled {
+            Ok(m) => m,
+            Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                eofs.insert(p);
+                if table || args.follow {
+                    out.flush()?;
+                }
+                continue;
+            }
+            Err(err) => {
+                eprintln!("warning: {err}");
+                continue;
+            }
+        };
+        let ts = message.timestamp().to_millis();
+        if matches!((ts, to), (Some(ts), Some(to)) if ts >= to) {
+            continue;
+        }
+        if matches!((ts, from), (Some(ts), Some(from)) if ts < from) {
+            continue;
+        }
+        let Some(payload) = message.payload() else {
+            continue;
+        };
+        let Ok(fields) = serde_json::from_slice::<Fields<'_>>(payload) else {
+            eprintln!(
+                "warning: partition {} offset {} is not a riskstream result; skipped",
+                message.partition(),
+                message.offset()
+            );
+            continue;
+        };
+        if args
+            .account
+            .as_deref()
+            .is_some_and(|a| a != fields.account_id)
+        {
+            continue;
+        }
+        if args.decision.is_some_and(|d| d.as_str() != fields.decision) {
+            continue;
+        }
+        shown += 1;
+        if table {
+            writeln!(
+                out,
+                "{:<24} {:<20} {:<14} {:>6.3} {:<7} {}",
+                fields.ts,
+                fields.event_id,
+                fields.account_id,
+                fields.score,
+                fields.decision,
+                fields.reasons.first().map_or("", |r| r.feature.as_str())
+            )?;
+        } else {
+            out.write_all(payload)?;
+            out.write_all(b"\n")?;
+        }
+        if args.follow {
+            out.flush()?;
+        }
+    }
+    out.flush()?;
+    if std::io::stderr().is_terminal() || table {
+        eprintln!("{shown} results");
+    }
+    Ok(())
+}
+
+/// Where to start in each partition: the first offset at or after `from_ms` (by the
+/// broker's time index), or the beginning.
+fn start_offsets(
+    consumer: &BaseConsumer<LogContext>,
+    topic: &str,
+    from_ms: Option<i64>,
+) -> anyhow::Result<TopicPartitionList> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), START_TIMEOUT)
+        .with_context(|| {
+            format!("cannot read metadata of topic `{topic}`; is the broker running?")
+        })?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        bail!("topic `{topic}` does not exist or has no partitions");
+    }
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for &p in &partitions {
+        let offset = match from_ms {
+            Some(ms) => Offset::Offset(ms),
+            None => Offset::Beginning,
+        };
+        tpl.add_partition_offset(topic, p, offset)
+            .context("invalid partition offset")?;
+    }
+    if from_ms.is_some() {
+        tpl = consumer
+            .offsets_for_times(tpl, START_TIMEOUT)
+            .with_context(|| format!("cannot look up offsets by time in topic `{topic}`"))?;
+    }
+    Ok(tpl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times_count_back_from_now() {
+        assert_eq!(
+            parse_time("-15m", 1_000_000_000).unwrap(),
+            1_000_000_000 - 900_000
+        );
+        assert_eq!(parse_period("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_period("7d").unwrap(), Duration::from_secs(7 * 86400));
+    }
+
+    #[test]
+    fn bad_times_name_the_accepted_forms() {
+        let err = parse_time("yesterday", 0).unwrap_err().to_string();
+        assert!(err.contains("RFC 3339") && err.contains("-15m"), "{err}");
+        let err = parse_period("10x").unwrap_err().to_string();
+        assert!(err.contains("unit"), "{err}");
+    }
+}

@@ -1,0 +1,182 @@
+//! What every Kafka client of riskstream shares: the client configuration built from
+//! `[kafka]` (brokers plus pass-through properties, secrets never logged), topic creation,
+//! and the errors of setting a client up.
+//!
+//! The source lives in [`crate::source::kafka`], the sinks in [`crate::sink::kafka`].
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use riskstream_config::{is_secret_property, KafkaConfig};
+
+/// How long to wait for the broker to answer a metadata or admin request at start.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Errors of setting up a Kafka client or its topics. Each names what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error(
+        "cannot create the Kafka {role} for brokers `{brokers}`: {source}; check kafka.brokers and \
+         the client properties under [kafka.properties]"
+    )]
+    Client {
+        role: &'static str,
+        brokers: String,
+        source: KafkaError,
+    },
+    #[error("cannot create topic `{topic}`: {reason}; create it yourself or fix kafka.partitions / kafka.replication")]
+    CreateTopic { topic: String, reason: String },
+    #[error(
+        "cannot reach the Kafka brokers `{brokers}` within {secs} s: {source}; is the broker running \
+         (scripts/kafka.sh start) and is kafka.brokers right?"
+    )]
+    Unreachable {
+        brokers: String,
+        secs: u64,
+        source: KafkaError,
+    },
+    #[error("topic `{topic}` does not exist on `{brokers}`; create it, or set kafka.create_topics = true")]
+    MissingTopic { topic: String, brokers: String },
+    #[error("cannot subscribe to topics {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        source: KafkaError,
+    },
+}
+
+/// The client configuration every riskstream Kafka client starts from: the brokers and the
+/// pass-through properties of `[kafka.properties]`.
+pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    for (name, value) in &kafka.properties {
+        config.set(name, value);
+    }
+    config
+}
+
+/// The client configuration as text for logs, with secret values replaced.
+pub fn describe(config: &ClientConfig) -> String {
+    let mut pairs: Vec<String> = config
+        .config_map()
+        .iter()
+        .map(|(k, v)| {
+            if is_secret_property(k) {
+                format!("{k}=<redacted>")
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect();
+    pairs.sort();
+    pairs.join(" ")
+}
+
+/// Client callbacks shared by riskstream's producers and query consumers: librdkafka's
+/// log lines and errors go to the job's log; reaching the end of a partition is not one.
+pub struct LogContext;
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_error(error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LogContext {}
+
+/// Forwards one librdkafka log line to the job's log at the matching level.
+pub fn log(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(target: "kafka", fac, "{log_message}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "kafka", fac, "{log_message}"),
+        _ => tracing::debug!(target: "kafka", fac, "{log_message}"),
+    }
+}
+
+/// Logs a client-level error. They are transient (a broker restarting, a leader moving):
+/// librdkafka retries by itself, so they are warnings, not failures.
+pub fn report_error(error: KafkaError, reason: &str) {
+    if matches!(error, KafkaError::PartitionEOF(_)) {
+        return;
+    }
+    tracing::warn!(target: "kafka", %error, "{reason}");
+}
+
+/// Creates the topics that do not exist yet, with `partitions` partitions and `replication`
+/// replicas. Topics that already exist are left as they are.
+pub async fn ensure_topics(
+    kafka: &KafkaConfig,
+    topics: &[&str],
+    partitions: i32,
+    replication: i32,
+) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(kafka)
+            .create()
+            .map_err(|source| KafkaSetupError::Client {
+                role: "admin client",
+                brokers: kafka.brokers.clone(),
+                source,
+            })?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(START_TIMEOUT));
+    let results = admin
+        .create_topics(&new, &options)
+        .await
+        .map_err(|source| KafkaSetupError::Unreachable {
+            brokers: kafka.brokers.clone(),
+            secs: START_TIMEOUT.as_secs(),
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(topic, partitions, replication, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaSetupError::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_config_passes_properties_through_and_describe_hides_secrets() {
+        let mut kafka = KafkaConfig::default();
+        kafka
+            .properties
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        kafka
+            .properties
+            .insert("sasl.password".into(), "hunter2".into());
+        let config = client_config(&kafka);
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("sasl.password"), Some("hunter2"));
+        assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+        let text = describe(&config);
+        assert!(text.contains("sasl.password=<redacted>"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("security.protocol=SASL_SSL"), "{text}");
+    }
+}
