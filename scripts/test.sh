@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test of riskstream on a fresh machine: formatting, lints, unit and
-# end-to-end tests. Installs what it needs first (a Rust toolchain with rustfmt and clippy).
+# end-to-end tests, and the integration tests against a real Kafka broker and a real Neo4j
+# server. Installs what it needs first (a Rust toolchain with rustfmt and clippy, the
+# OpenSSL headers the Kafka client builds against), starts both services on loopback
+# (jars from Maven Central, cached in .cache/services) and stops them again at the end,
+# also when a test fails.
 # Usage: scripts/test.sh            (from anywhere; it works in the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +21,13 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
+if ! pkg-config --exists openssl 2>/dev/null; then
+  log "installing the OpenSSL headers (libssl-dev, pkg-config) for the Kafka client"
+  sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed apt-get install -y -qq libssl-dev pkg-config
+fi
+
 # Two cores: build once in the test profile, with dependencies optimised so the
 # end-to-end tests run the job at a realistic speed.
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -26,6 +37,17 @@ cargo fmt --all -- --check
 
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "building the riskstream binary the integration tests drive"
+cargo build --workspace --locked --bins
+
+stop_services() {
+  log "stopping the test services"
+  scripts/kafka.sh stop || true
+}
+trap stop_services EXIT
+log "starting Kafka on loopback"
+scripts/kafka.sh start
 
 log "cargo test"
 cargo test --workspace --locked

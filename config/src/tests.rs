@@ -722,3 +722,12 @@ fn key_paths_list_every_key_once() {
     unique.dedup();
     assert_eq!(unique.len(), paths.len());
 }
+
+#[test]
+fn the_kafka_example_is_a_valid_configuration_reading_and_writing_topics() {
+    let config = Config::from_toml_str(include_str!("../kafka.toml")).unwrap();
+    assert_eq!(config.source.kind, SourceKind::Kafka);
+    assert_eq!(config.sink.kind, SinkKind::Kafka);
+    assert_eq!(config.dead_letter.kind, SinkKind::Kafka);
+    assert!(config.kafka.create_topics);
+}

@@ -325,11 +325,16 @@ pub fn wait_for_messages(topic: &str, n: i64, limit: Duration, job: Option<&mut 
                 );
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "{topic} has {} of {n} messages after {limit:?}",
-            message_count(topic)
-        );
+        if Instant::now() >= deadline {
+            let log = job.as_deref().map(Job::log_text).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "{topic} has {} of {n} messages after {limit:?}; job log tail:\n{}",
+                message_count(topic),
+                tail.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -66,7 +66,7 @@ pub fn describe(config: &ClientConfig) -> String {
         .iter()
         .map(|(k, v)| {
             if is_secret_property(k) {
-                format!("{k}=<redacted>")
+                format!("{k}=***")
             } else {
                 format!("{k}={v}")
             }
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(config.get("sasl.password"), Some("hunter2"));
         assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:9092"));
         let text = describe(&config);
-        assert!(text.contains("sasl.password=<redacted>"), "{text}");
+        assert!(text.contains("sasl.password=***"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("security.protocol=SASL_SSL"), "{text}");
     }

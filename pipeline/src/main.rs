@@ -11,7 +11,8 @@ use riskstream_config::Config;
 mod cmd;
 
 use cmd::{
-    gen as gen_cmd, produce as produce_cmd, results as results_cmd, run as job, train as train_cmd,
+    gen as gen_cmd, passthrough as passthrough_cmd, produce as produce_cmd, results as results_cmd,
+    run as job, train as train_cmd,
 };
 
 #[derive(Parser)]
@@ -38,6 +39,10 @@ enum Command {
     Produce(produce_cmd::ProduceArgs),
     /// Query the results topic: by account, decision and time range, or follow it.
     Results(results_cmd::ResultsArgs),
+    /// Benchmark baseline: forward Kafka messages unchanged with the job's own consumer
+    /// and producer.
+    #[command(hide = true)]
+    Passthrough(passthrough_cmd::PassthroughArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -106,6 +111,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Results(args) => {
             runtime()?.block_on(results_cmd::results(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Passthrough(args) => {
+            runtime()?.block_on(passthrough_cmd::passthrough(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Gen(args) => gen_cmd::gen(args).map(|()| ExitCode::SUCCESS),

@@ -3,6 +3,7 @@
 
 pub mod gen;
 pub mod output;
+pub mod passthrough;
 pub mod produce;
 pub mod results;
 pub mod run;

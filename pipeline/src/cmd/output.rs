@@ -49,7 +49,7 @@ pub struct InDelivery {
 }
 
 impl Outputs {
-    /// Opens the sinks; creates the Kafka topics first when `kafka.create_topics` is set.
+    /// Opens the sinks.
     pub async fn open(results: &Target, dead: &Target, config: &Config) -> anyhow::Result<Self> {
         let kafka_topics: Vec<&str> = [
             (results, config.kafka.results_topic.as_str()),
@@ -62,15 +62,6 @@ impl Outputs {
         let kafka = if kafka_topics.is_empty() {
             None
         } else {
-            if config.kafka.create_topics {
-                riskstream_pipeline::kafka::ensure_topics(
-                    &config.kafka,
-                    &kafka_topics,
-                    config.kafka.partitions,
-                    config.kafka.replication,
-                )
-                .await?;
-            }
             Some(Arc::new(KafkaSink::new(&config.kafka)?))
         };
         let open = |target: &Target, topic: &str| -> anyhow::Result<(Out, String)> {

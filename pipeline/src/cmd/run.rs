@@ -105,6 +105,17 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
         config.pipeline.workers = workers;
     }
     let metrics = Arc::new(Metrics::default());
+    let topics = setup::kafka_topics(&config, &args);
+    if config.kafka.create_topics && !topics.is_empty() {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        riskstream_pipeline::kafka::ensure_topics(
+            &config.kafka,
+            &topics,
+            config.kafka.partitions,
+            config.kafka.replication,
+        )
+        .await?;
+    }
     let setup = setup::build(&config, &args, metrics.clone(), false)?;
     let engine = Arc::new(setup.engine);
     let model = setup.model;

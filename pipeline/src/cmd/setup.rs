@@ -41,6 +41,22 @@ pub enum Target {
     Kafka,
 }
 
+/// The Kafka topics a run uses: the input topics when the source is Kafka, the results
+/// and dead-letter topics when those sinks are.
+pub fn kafka_topics(config: &Config, args: &RunArgs) -> Vec<String> {
+    let mut topics = Vec::new();
+    if args.input.is_none() && config.source.kind == SourceKind::Kafka {
+        topics.extend(config.kafka.input_topics.iter().cloned());
+    }
+    if args.output.is_none() && config.sink.kind == SinkKind::Kafka {
+        topics.push(config.kafka.results_topic.clone());
+    }
+    if args.dead_letter.is_none() && config.dead_letter.kind == SinkKind::Kafka {
+        topics.push(config.kafka.dead_letter_topic.clone());
+    }
+    topics
+}
+
 /// The aggregation options for the configured keys, windows and workers.
 pub fn aggregate_options(config: &Config) -> AggregateOptions {
     AggregateOptions {

@@ -108,6 +108,25 @@ impl KafkaSink {
         })
     }
 
+    /// Queues a message to the results topic as it is, unkeyed: the baseline of the
+    /// throughput benchmark, which forwards input messages without processing them.
+    pub async fn send_raw(
+        &self,
+        payload: &[u8],
+        ts_ms: Option<i64>,
+    ) -> Result<PendingDelivery, KafkaSinkError> {
+        let mut record: FutureRecord<'_, (), [u8]> =
+            FutureRecord::to(&self.results_topic).payload(payload);
+        if let Some(ts) = ts_ms {
+            record = record.timestamp(ts);
+        }
+        let future = self.enqueue(record, &self.results_topic).await?;
+        Ok(PendingDelivery {
+            topic_is_results: true,
+            future,
+        })
+    }
+
     /// Queues one dead letter: the original bytes as the value, the rest in headers
     /// (`riskstream.kind`, `riskstream.reason`, `riskstream.source.topic`,
     /// `riskstream.source.partition`, `riskstream.source.offset`, `riskstream.received_at`,
