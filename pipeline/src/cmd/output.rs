@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use riskstream_config::Config;
 use riskstream_pipeline::engine::Scored;
 use riskstream_pipeline::metrics::Metrics;
-use riskstream_pipeline::sink::kafka::{DeadLetterHeaders, KafkaSink, PendingDelivery};
+use riskstream_pipeline::sink::kafka::{BatchDelivery, DeadLetterHeaders, KafkaSink};
 use riskstream_pipeline::sink::LineSink;
 use riskstream_pipeline::source::kafka::KafkaAcknowledger;
 
@@ -45,7 +45,8 @@ pub struct Outputs {
 /// A batch handed to the sinks, waiting for its delivery reports.
 pub struct InDelivery {
     pub scored: Scored,
-    pub pending: Vec<PendingDelivery>,
+    /// The batch's Kafka delivery reports; `None` when everything went to files.
+    pub pending: Option<Arc<BatchDelivery>>,
 }
 
 impl Outputs {
@@ -95,23 +96,23 @@ impl Outputs {
         scored: &Scored,
         lines: &[u8],
         ends: &[usize],
-    ) -> anyhow::Result<Vec<PendingDelivery>> {
+    ) -> anyhow::Result<Option<Arc<BatchDelivery>>> {
         let decoded = &scored.enriched.decoded;
-        let mut pending = Vec::new();
+        let pending = self.kafka.as_ref().map(|_| BatchDelivery::new());
         match (&mut self.results, &self.kafka) {
             (Out::Lines(sink), _) => {
                 sink.write_lines(lines)?;
                 sink.flush()?;
             }
             (Out::Kafka, Some(kafka)) => {
-                pending.reserve(ends.len() + decoded.dead.len());
+                let batch = pending
+                    .as_ref()
+                    .expect("a Kafka output has a delivery batch");
                 let mut start = 0;
                 for (event, &end) in decoded.events.iter().zip(ends) {
-                    pending.push(
-                        kafka
-                            .send_result(&event.account_id, &lines[start..end], event.ts_ms)
-                            .await?,
-                    );
+                    kafka
+                        .send_result(batch, &event.account_id, &lines[start..end], event.ts_ms)
+                        .await?;
                     // Skip the newline that separates lines in files.
                     start = end + 1;
                 }
@@ -126,6 +127,9 @@ impl Outputs {
                 }
             }
             (Out::Kafka, Some(kafka)) => {
+                let batch = pending
+                    .as_ref()
+                    .expect("a Kafka output has a delivery batch");
                 for dead in &decoded.dead {
                     let record = &decoded.raw.records[dead.record as usize];
                     let headers = DeadLetterHeaders {
@@ -137,11 +141,9 @@ impl Outputs {
                         received_at: &dead.received_at,
                         original_size: decoded.raw.oversize_len(dead.record as usize),
                     };
-                    pending.push(
-                        kafka
-                            .send_dead_letter(decoded.raw.payload(record), headers)
-                            .await?,
-                    );
+                    kafka
+                        .send_dead_letter(batch, decoded.raw.payload(record), headers)
+                        .await?;
                 }
             }
             (Out::Kafka, None) => unreachable!("a Kafka output always has a producer"),
@@ -163,12 +165,10 @@ pub async fn deliver(
 ) -> (Histogram<u64>, anyhow::Result<()>) {
     let mut last_percentiles = Instant::now();
     while let Some(batch) = rx.recv().await {
-        if let Some(kafka) = &kafka {
-            for pending in batch.pending {
-                if let Err(err) = kafka.delivered(pending).await {
-                    cancel.cancel();
-                    return (histogram, Err(err.into()));
-                }
+        if let Some(pending) = &batch.pending {
+            if let Err(err) = pending.wait().await {
+                cancel.cancel();
+                return (histogram, Err(err.into()));
             }
         }
         let decoded = &batch.scored.enriched.decoded;

@@ -12,7 +12,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use riskstream_config::Config;
-use riskstream_pipeline::sink::kafka::{KafkaSink, PendingDelivery};
+use riskstream_pipeline::sink::kafka::{BatchDelivery, KafkaSink};
 use riskstream_pipeline::source::kafka::KafkaSource;
 use riskstream_pipeline::source::{BlockingSource, RawBatch};
 
@@ -70,15 +70,12 @@ pub async fn passthrough(args: PassthroughArgs) -> anyhow::Result<()> {
         Ok(())
     });
     let (del_tx, mut del_rx) =
-        mpsc::channel::<(RawBatch, Vec<PendingDelivery>)>(super::output::IN_FLIGHT_BATCHES);
+        mpsc::channel::<(RawBatch, Arc<BatchDelivery>)>(super::output::IN_FLIGHT_BATCHES);
     let delivery = {
-        let sink = sink.clone();
         tokio::spawn(async move {
             let mut delivered = 0u64;
             while let Some((batch, pending)) = del_rx.recv().await {
-                for p in pending {
-                    sink.delivered(p).await?;
-                }
+                pending.wait().await?;
                 ack.delivered(&batch);
                 delivered += batch.len() as u64;
             }
@@ -87,9 +84,9 @@ pub async fn passthrough(args: PassthroughArgs) -> anyhow::Result<()> {
         })
     };
     while let Some(batch) = rx.recv().await {
-        let mut pending = Vec::with_capacity(batch.len());
+        let pending = BatchDelivery::new();
         for record in &batch.records {
-            pending.push(sink.send_raw(batch.payload(record), None).await?);
+            sink.send_raw(&pending, batch.payload(record)).await?;
         }
         if del_tx.send((batch, pending)).await.is_err() {
             break;

@@ -128,11 +128,7 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<ProduceSummary> {
 
     let mut client = client_config(&config.kafka);
     client.set_log_level(RDKafkaLogLevel::Warning);
-    for (name, value) in [
-        ("enable.idempotence", "true"),
-        ("linger.ms", "5"),
-        ("compression.type", "lz4"),
-    ] {
+    for (name, value) in [("enable.idempotence", "true"), ("linger.ms", "5")] {
         if !config.kafka.properties.contains_key(name) {
             client.set(name, value);
         }

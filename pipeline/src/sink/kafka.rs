@@ -6,17 +6,24 @@
 //! minutes). A send that still fails is returned to the job, which stops consuming: a
 //! result is never dropped silently. How many messages may wait for delivery is bounded by
 //! librdkafka's queue (`queue.buffering.max.messages`); when it is full, sending waits.
+//!
+//! Delivery reports are counted per batch ([`BatchDelivery`]) by the producer's own
+//! callback thread, so a message costs one reference count, not a future of its own.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use tokio::sync::Notify;
 
 use riskstream_config::KafkaConfig;
 
-use crate::kafka::{client_config, describe, KafkaSetupError, LogContext};
+use crate::kafka::{client_config, describe, KafkaSetupError};
 
 /// Why a message could not be handed to, or delivered by, the producer.
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +35,6 @@ pub enum KafkaSinkError {
          consuming so that nothing is lost (raise message.timeout.ms under [kafka.properties] to wait longer)"
     )]
     Delivery { topic: String, source: KafkaError },
-    #[error("delivery to topic `{topic}` was abandoned: the producer shut down")]
-    Canceled { topic: String },
 }
 
 /// What a dead-letter message carries besides the original payload.
@@ -45,17 +50,79 @@ pub struct DeadLetterHeaders<'a> {
     pub original_size: Option<usize>,
 }
 
-/// The producer behind the results and dead-letter topics.
-pub struct KafkaSink {
-    producer: FutureProducer<LogContext>,
-    results_topic: String,
-    dead_letter_topic: String,
+/// The delivery reports of one batch: how many are outstanding and the first failure.
+/// Cloned (as an `Arc`) into every message of the batch.
+#[derive(Debug, Default)]
+pub struct BatchDelivery {
+    outstanding: AtomicUsize,
+    failure: Mutex<Option<(String, KafkaError)>>,
+    done: Notify,
 }
 
-/// One message waiting for its delivery report.
-pub struct PendingDelivery {
-    topic_is_results: bool,
-    future: DeliveryFuture,
+impl BatchDelivery {
+    pub fn new() -> Arc<Self> {
+        Arc::new(BatchDelivery::default())
+    }
+
+    /// Waits until every message sent with this batch has a delivery report; the first
+    /// failure, if any, is the error.
+    pub async fn wait(&self) -> Result<(), KafkaSinkError> {
+        while self.outstanding.load(Ordering::Acquire) > 0 {
+            self.done.notified().await;
+        }
+        let failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match failure {
+            None => Ok(()),
+            Some((topic, source)) => Err(KafkaSinkError::Delivery { topic, source }),
+        }
+    }
+
+    fn report(&self, result: Result<(), (String, KafkaError)>) {
+        if let Err(failure) = result {
+            let mut slot = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert(failure);
+        }
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // A stored permit wakes the waiter even if it is not waiting yet.
+            self.done.notify_one();
+        }
+    }
+}
+
+/// Producer callbacks: delivery reports go to their batch, log lines to the job's log.
+pub struct SinkContext;
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::kafka::log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::kafka::report_error(error, reason);
+    }
+}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = Arc<BatchDelivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchDelivery>) {
+        use rdkafka::message::Message;
+        batch.report(match result {
+            Ok(_) => Ok(()),
+            Err((err, message)) => Err((message.topic().to_owned(), err.clone())),
+        });
+    }
+}
+
+/// The producer behind the results and dead-letter topics.
+pub struct KafkaSink {
+    producer: ThreadedProducer<SinkContext>,
+    results_topic: String,
+    dead_letter_topic: String,
 }
 
 impl KafkaSink {
@@ -67,7 +134,6 @@ impl KafkaSink {
             ("enable.idempotence", "true"),
             // Larger batches on the wire; results are small and many.
             ("linger.ms", "5"),
-            ("compression.type", "lz4"),
         ] {
             if !kafka.properties.contains_key(name) {
                 config.set(name, value);
@@ -76,7 +142,7 @@ impl KafkaSink {
         tracing::debug!(config = %describe(&config), "kafka producer configuration");
         let producer =
             config
-                .create_with_context(LogContext)
+                .create_with_context(SinkContext)
                 .map_err(|source| KafkaSetupError::Client {
                     role: "producer",
                     brokers: kafka.brokers.clone(),
@@ -93,38 +159,28 @@ impl KafkaSink {
     /// time-range queries of the results topic select by event time).
     pub async fn send_result(
         &self,
+        batch: &Arc<BatchDelivery>,
         account_id: &str,
         payload: &[u8],
         event_ts_ms: i64,
-    ) -> Result<PendingDelivery, KafkaSinkError> {
-        let record = FutureRecord::to(&self.results_topic)
+    ) -> Result<(), KafkaSinkError> {
+        let record = BaseRecord::with_opaque_to(&self.results_topic, batch.clone())
             .key(account_id)
             .payload(payload)
             .timestamp(event_ts_ms);
-        let future = self.enqueue(record, &self.results_topic).await?;
-        Ok(PendingDelivery {
-            topic_is_results: true,
-            future,
-        })
+        self.enqueue(batch, record).await
     }
 
     /// Queues a message to the results topic as it is, unkeyed: the baseline of the
     /// throughput benchmark, which forwards input messages without processing them.
     pub async fn send_raw(
         &self,
+        batch: &Arc<BatchDelivery>,
         payload: &[u8],
-        ts_ms: Option<i64>,
-    ) -> Result<PendingDelivery, KafkaSinkError> {
-        let mut record: FutureRecord<'_, (), [u8]> =
-            FutureRecord::to(&self.results_topic).payload(payload);
-        if let Some(ts) = ts_ms {
-            record = record.timestamp(ts);
-        }
-        let future = self.enqueue(record, &self.results_topic).await?;
-        Ok(PendingDelivery {
-            topic_is_results: true,
-            future,
-        })
+    ) -> Result<(), KafkaSinkError> {
+        let record: BaseRecord<'_, (), [u8], _> =
+            BaseRecord::with_opaque_to(&self.results_topic, batch.clone()).payload(payload);
+        self.enqueue(batch, record).await
     }
 
     /// Queues one dead letter: the original bytes as the value, the rest in headers
@@ -133,9 +189,10 @@ impl KafkaSink {
     /// and `riskstream.original_size` when only a prefix was kept).
     pub async fn send_dead_letter(
         &self,
+        batch: &Arc<BatchDelivery>,
         payload: &[u8],
         meta: DeadLetterHeaders<'_>,
-    ) -> Result<PendingDelivery, KafkaSinkError> {
+    ) -> Result<(), KafkaSinkError> {
         let partition = meta.partition.to_string();
         let offset = meta.offset.to_string();
         let size = meta.original_size.map(|s| s.to_string());
@@ -149,59 +206,40 @@ impl KafkaSink {
         if let Some(size) = &size {
             headers = headers.insert(header("riskstream.original_size", size));
         }
-        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&self.dead_letter_topic)
-            .payload(payload)
-            .headers(headers);
-        let future = self.enqueue(record, &self.dead_letter_topic).await?;
-        Ok(PendingDelivery {
-            topic_is_results: false,
-            future,
-        })
+        let record: BaseRecord<'_, (), [u8], _> =
+            BaseRecord::with_opaque_to(&self.dead_letter_topic, batch.clone())
+                .payload(payload)
+                .headers(headers);
+        self.enqueue(batch, record).await
     }
 
-    /// Hands a record to the producer, waiting while its queue is full.
+    /// Hands a record to the producer, waiting while its queue is full. The batch counts
+    /// the message as outstanding before it can possibly be reported.
     async fn enqueue<'a, K, P>(
         &self,
-        mut record: FutureRecord<'a, K, P>,
-        topic: &str,
-    ) -> Result<DeliveryFuture, KafkaSinkError>
+        batch: &BatchDelivery,
+        mut record: BaseRecord<'a, K, P, Arc<BatchDelivery>>,
+    ) -> Result<(), KafkaSinkError>
     where
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,
     {
+        batch.outstanding.fetch_add(1, Ordering::AcqRel);
         loop {
-            match self.producer.send_result(record) {
-                Ok(future) => return Ok(future),
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err((source, _)) => {
+                Err((source, back)) => {
+                    batch.outstanding.fetch_sub(1, Ordering::AcqRel);
                     return Err(KafkaSinkError::Send {
-                        topic: topic.to_owned(),
+                        topic: back.topic.to_owned(),
                         source,
-                    })
+                    });
                 }
             }
-        }
-    }
-
-    /// Waits for a message's delivery report.
-    pub async fn delivered(&self, pending: PendingDelivery) -> Result<(), KafkaSinkError> {
-        let topic = if pending.topic_is_results {
-            &self.results_topic
-        } else {
-            &self.dead_letter_topic
-        };
-        match pending.future.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((source, _))) => Err(KafkaSinkError::Delivery {
-                topic: topic.clone(),
-                source,
-            }),
-            Err(_) => Err(KafkaSinkError::Canceled {
-                topic: topic.clone(),
-            }),
         }
     }
 
