@@ -282,8 +282,15 @@ impl KafkaSource {
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set_log_level(RDKafkaLogLevel::Warning);
-        if !kafka.properties.contains_key("enable.partition.eof") {
-            config.set("enable.partition.eof", "false");
+        for (name, value) in [
+            ("enable.partition.eof", "false"),
+            // Stored offsets reach the broker within a second (librdkafka's default is
+            // 5 s): after a crash, at most about a second of delivered events is redone.
+            ("auto.commit.interval.ms", "1000"),
+        ] {
+            if !kafka.properties.contains_key(name) {
+                config.set(name, value);
+            }
         }
         tracing::debug!(config = %describe(&config), "kafka consumer configuration");
         let in_flight = Arc::new(InFlight::default());
