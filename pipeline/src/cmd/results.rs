@@ -118,14 +118,18 @@ pub fn parse_period(text: &str) -> anyhow::Result<Duration> {
     let n: u64 = digits.parse().map_err(|_| {
         anyhow::anyhow!("`{text}` is not a period; use a number and a unit: 30s, 10m, 2h, 7d")
     })?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => bail!("`{text}` has no known unit; use ms, s, m, h or d (30s, 10m, 2h, 7d)"),
     };
+    let ms = n
+        .checked_mul(unit_ms)
+        .filter(|ms| *ms <= i64::MAX as u64 / 2)
+        .ok_or_else(|| anyhow::anyhow!("`{text}` is too long a period"))?;
     Ok(Duration::from_millis(ms))
 }
 
