@@ -44,10 +44,13 @@ cargo build --workspace --locked --bins
 stop_services() {
   log "stopping the test services"
   scripts/kafka.sh stop || true
+  scripts/neo4j.sh stop || true
 }
 trap stop_services EXIT
 log "starting Kafka on loopback"
 scripts/kafka.sh start
+log "starting Neo4j on loopback"
+scripts/neo4j.sh start
 
 log "cargo test"
 cargo test --workspace --locked

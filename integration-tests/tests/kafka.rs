@@ -2,7 +2,8 @@
 //! rebalances and shutdowns survived. `scripts/test.sh` starts the broker first.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use riskstream_integration_tests::kafka::{
     committed_offsets, event_ids, generate, produce, read_topic, result_ids, wait_for_messages,
@@ -235,22 +236,29 @@ fn a_second_instance_takes_over_the_partitions_of_a_stopped_one() {
     let dir = tempfile::tempdir().unwrap();
     let events = generate(dir.path(), 100_000, 13);
     let ids = event_ids(&events);
+    let (first_half, second_half) = split_file(&events, dir.path());
     let d = Deployment::new("group");
-    // The topic exists before the instances join, so both get partitions at once.
-    produce(&d.input, &events, 4);
+    // The topic exists before the instances join.
+    produce(&d.input, &first_half, 4);
     let config = d.write_config(dir.path(), "[graph]\nkind = \"none\"\n");
-    let mut a = Job::start(&config, &[], dir.path().join("a.log"));
-    let mut b = Job::start(&config, &[], dir.path().join("b.log"));
-    wait_for_messages(&d.results, 20_000, LIMIT, Some(&mut a));
     let split = |log: &str| {
         log.lines()
             .filter(|l| l.contains("partitions assigned"))
             .map(|l| l.matches(&d.input).count())
             .collect::<Vec<_>>()
     };
+    let owns_some = |job: &Job| split(&job.log_text()).last().is_some_and(|n| *n > 0);
+    let mut a = Job::start(&config, &[], dir.path().join("a.log"));
+    wait_until(LIMIT, "a is assigned partitions", || owns_some(&a), &a);
+    let b = Job::start(&config, &[], dir.path().join("b.log"));
+    // Both own partitions before the rest of the events arrive, however fast a was.
+    wait_until(LIMIT, "b is assigned partitions", || owns_some(&b), &b);
+    produce(&d.input, &second_half, 4);
+    wait_for_messages(&d.results, 60_000, LIMIT, Some(&mut a));
     a.signal("TERM");
     let status = a.wait(Duration::from_secs(60));
     assert!(status.success(), "{}", a.log_text());
+    let mut b = b;
     wait_for_messages(&d.results, 100_000, LIMIT, Some(&mut b));
     std::thread::sleep(Duration::from_secs(2));
     b.signal("TERM");
@@ -326,4 +334,29 @@ fn sigterm_finishes_in_flight_events_commits_and_a_restart_does_not_reprocess() 
     let results = result_ids(&d.results);
     let duplicates = assert_every_event_has_a_result(&ids, &results);
     assert_eq!(duplicates, 0, "a graceful stop leaves nothing to reprocess");
+}
+
+/// Splits an events file into its first and second half (by lines).
+fn split_file(events: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+    let text = std::fs::read_to_string(events).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let paths = (dir.join("first-half.jsonl"), dir.join("second-half.jsonl"));
+    std::fs::write(&paths.0, first.join("\n") + "\n").unwrap();
+    std::fs::write(&paths.1, second.join("\n") + "\n").unwrap();
+    paths
+}
+
+/// Polls `done` every 200 ms until it holds, at most `limit`; on timeout fails with the
+/// job's log.
+fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool, job: &Job) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {limit:?}; log:\n{}",
+            job.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
