@@ -11,8 +11,8 @@ use riskstream_config::Config;
 mod cmd;
 
 use cmd::{
-    gen as gen_cmd, passthrough as passthrough_cmd, produce as produce_cmd, results as results_cmd,
-    run as job, train as train_cmd,
+    bench as bench_cmd, gen as gen_cmd, passthrough as passthrough_cmd, produce as produce_cmd,
+    results as results_cmd, run as job, train as train_cmd,
 };
 
 #[derive(Parser)]
@@ -39,8 +39,11 @@ enum Command {
     Produce(produce_cmd::ProduceArgs),
     /// Query the results topic: by account, decision and time range, or follow it.
     Results(results_cmd::ResultsArgs),
-    /// Benchmark baseline: forward Kafka messages unchanged with the job's own consumer
-    /// and producer.
+    /// End-to-end benchmark: the job against a passthrough baseline of the same input,
+    /// interleaved in one session (file → file, or Kafka → Kafka with --kafka).
+    Bench(bench_cmd::BenchArgs),
+    /// Benchmark baseline: forward Kafka messages (or copy file lines) unchanged with the
+    /// job's own source and sink.
     #[command(hide = true)]
     Passthrough(passthrough_cmd::PassthroughArgs),
     /// Configuration tools.
@@ -117,6 +120,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(passthrough_cmd::passthrough(args))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => bench_cmd::bench(args).map(|()| ExitCode::SUCCESS),
         Command::Gen(args) => gen_cmd::gen(args).map(|()| ExitCode::SUCCESS),
         Command::Train(args) => train_cmd::train(args).map(|()| ExitCode::SUCCESS),
         Command::Config {

@@ -436,3 +436,56 @@ fn config_check_prints_the_effective_config_or_names_the_bad_key() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-file.toml"));
 }
+
+#[test]
+fn bench_runs_the_job_and_the_baseline_on_the_same_data_and_reports_their_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.json");
+    let output = ok(bin()
+        .current_dir(repo_root())
+        .args(["bench", "--events", "3000", "--rounds", "2", "--seed", "5"])
+        .arg("--data")
+        .arg(dir.path())
+        .arg("--model")
+        .arg(shipped_model())
+        .arg("--json")
+        .arg(&report)
+        .output()
+        .unwrap());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("ratio job / baseline"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rates = |key: &str| -> Vec<f64> {
+        report[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (job, baseline) = (
+        rates("job_events_per_second"),
+        rates("baseline_events_per_second"),
+    );
+    assert_eq!(
+        (job.len(), baseline.len()),
+        (2, 2),
+        "one figure per round: {report}"
+    );
+    assert!(job.iter().chain(&baseline).all(|r| *r > 0.0), "{report}");
+    let ratio = report["ratio"].as_f64().unwrap();
+    let expected =
+        report["job_median"].as_f64().unwrap() / report["baseline_median"].as_f64().unwrap();
+    assert!((ratio - expected).abs() < 1e-9, "{report}");
+    // The data set is kept for the next session; the per-run files are removed.
+    let kept: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(kept.contains(&"data-3000-seed5".to_string()), "{kept:?}");
+    assert!(
+        !kept.iter().any(|name| name.starts_with("runs-")),
+        "{kept:?}"
+    );
+}

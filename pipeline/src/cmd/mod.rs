@@ -1,6 +1,7 @@
 //! The subcommands of the `riskstream` binary: argument types and the glue between the
 //! command line, the configuration and the library.
 
+pub mod bench;
 pub mod gen;
 pub mod output;
 pub mod passthrough;
