@@ -258,6 +258,18 @@ fn a_second_instance_takes_over_the_partitions_of_a_stopped_one() {
     a.signal("TERM");
     let status = a.wait(Duration::from_secs(60));
     assert!(status.success(), "{}", a.log_text());
+    let owns_all = |job: &Job| split(&job.log_text()).last() == Some(&4);
+    let stopped = Instant::now();
+    wait_until(
+        LIMIT,
+        "b takes over all four partitions",
+        || owns_all(&b),
+        &b,
+    );
+    eprintln!(
+        "b owned all four partitions {:?} after a exited",
+        stopped.elapsed()
+    );
     let mut b = b;
     wait_for_messages(&d.results, 100_000, LIMIT, Some(&mut b));
     std::thread::sleep(Duration::from_secs(2));
