@@ -2,6 +2,7 @@
 //! command line, the configuration and the library.
 
 pub mod gen;
+pub mod graph;
 pub mod output;
 pub mod passthrough;
 pub mod produce;
