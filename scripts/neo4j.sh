@@ -8,7 +8,9 @@
 # Bolt:  bolt://127.0.0.1:$NEO4J_PORT, user neo4j, password $NEO4J_PASSWORD (authentication on).
 # Environment: NEO4J_PORT (default 7687), NEO4J_PASSWORD (default riskstream-test; applied at
 #              every start), NEO4J_HEAP_OPTS (default -Xms256m -Xmx1g),
-#              NEO4J_START_TIMEOUT (seconds, default 120).
+#              NEO4J_START_TIMEOUT (seconds, default 120),
+#              NEO4J_HOME (default .cache/services/neo4j: data, log and pid file; a second
+#              server on another NEO4J_PORT needs its own, the jars stay shared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/services/lib.sh
@@ -16,8 +18,8 @@ cd "$(dirname "$0")/.."
 
 port=${NEO4J_PORT:-7687}
 heap=${NEO4J_HEAP_OPTS:--Xms256m -Xmx1g}
-home=.cache/services/neo4j
-lib=$home/lib
+home=${NEO4J_HOME:-.cache/services/neo4j}
+lib=.cache/services/neo4j/lib
 pidfile=$home/neo4j.pid
 log=$home/neo4j.log
 main=scripts/services/neo4j/Server.java

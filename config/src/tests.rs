@@ -731,3 +731,15 @@ fn the_kafka_example_is_a_valid_configuration_reading_and_writing_topics() {
     assert_eq!(config.dead_letter.kind, SinkKind::Kafka);
     assert!(config.kafka.create_topics);
 }
+
+#[test]
+fn the_neo4j_example_is_a_valid_configuration_with_a_cached_neo4j_graph() {
+    let config = Config::from_toml_str(include_str!("../neo4j.toml")).unwrap();
+    assert_eq!(config.graph.kind, GraphKind::Neo4j);
+    assert!(config.graph.cache_enabled);
+    assert!(
+        config.graph.password.is_empty(),
+        "the example must not ship a password"
+    );
+    assert_eq!(config.source.kind, SourceKind::File);
+}

@@ -87,4 +87,18 @@ pub enum GraphError {
         backend: &'static str,
         after: Duration,
     },
+
+    /// The backend failed repeatedly and its circuit breaker holds queries back until a
+    /// probe succeeds.
+    #[error("graph backend {backend} is failing; queries are paused (circuit breaker open) and resume by themselves once a probe query succeeds")]
+    CircuitOpen { backend: &'static str },
+
+    /// Every allowed query is already in flight; a new one would only queue behind a slow
+    /// server.
+    #[error("graph backend {backend} already has {limit} queries in flight (graph.pool_size); this batch is scored without graph features")]
+    Busy { backend: &'static str, limit: usize },
+
+    /// A look-up that several batches waited for failed; every one of them gets its error.
+    #[error(transparent)]
+    Shared(std::sync::Arc<GraphError>),
 }

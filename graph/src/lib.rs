@@ -73,9 +73,13 @@
 //! # Ok::<(), riskstream_graph::GraphError>(())
 //! ```
 
+mod breaker;
+mod cache;
 mod error;
 pub mod file;
+pub mod load;
 mod memory;
+mod neo4j;
 
 use std::sync::{Arc, LazyLock};
 
@@ -83,7 +87,10 @@ use async_trait::async_trait;
 
 pub use error::GraphError;
 pub use file::{EntityKind, GraphFileReader, GraphRecord, NumberedRecord, Relation};
+pub use breaker::BreakerOptions;
+pub use cache::{CacheOptions, CacheStats, CachedGraph};
 pub use memory::MemoryGraph;
+pub use neo4j::{Neo4jGraph, Neo4jOptions};
 
 /// Answers graph questions for batches of entity ids; implemented by every backend so the
 /// stream (and the enrichment cache in front of it) does not care which one is configured.

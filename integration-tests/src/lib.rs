@@ -35,3 +35,4 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub mod kafka;
+pub mod neo4j;

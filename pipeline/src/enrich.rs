@@ -1,8 +1,9 @@
 //! The enrich stage: one batched graph look-up per micro-batch, bounded by a deadline, and
 //! the per-event graph answer built from the answers for the event's entities.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use serde::Serialize;
@@ -65,6 +66,43 @@ pub fn entities(event: &Event) -> impl Iterator<Item = &str> {
     .flatten()
 }
 
+/// Graph warnings are per batch, and a graph that is down fails every batch: at most one
+/// warning per interval is logged, with the number left out since the last one.
+struct WarningLimiter {
+    /// Milliseconds since `START` of the last warning logged, plus one (0: never).
+    last_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+static WARNINGS: WarningLimiter = WarningLimiter {
+    last_ms: AtomicU64::new(0),
+    suppressed: AtomicU64::new(0),
+};
+
+impl WarningLimiter {
+    const INTERVAL_MS: u64 = 5_000;
+
+    /// `Some(suppressed since the last warning)` when a warning may be logged now.
+    fn due(&self) -> Option<u64> {
+        let now = START.elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Relaxed);
+        if last != 0 && now.saturating_sub(last) < Self::INTERVAL_MS {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        if self
+            .last_ms
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_err()
+        {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Relaxed))
+    }
+}
+
 /// Looks up every distinct entity of the batch in one call and builds each event's answer.
 /// A failed or late look-up marks the whole batch `unavailable` instead of waiting longer
 /// than `deadline`.
@@ -89,24 +127,37 @@ pub async fn enrich_batch(
     let answers = match tokio::time::timeout(deadline, enricher.lookup(&ids)).await {
         Ok(Ok(answers)) if answers.len() == ids.len() => answers,
         Ok(Ok(answers)) => {
-            tracing::warn!(
-                backend = enricher.backend(),
-                asked = ids.len(),
-                got = answers.len(),
-                "graph answered with the wrong number of answers; batch scored without graph features"
-            );
+            if let Some(suppressed) = WARNINGS.due() {
+                tracing::warn!(
+                    backend = enricher.backend(),
+                    asked = ids.len(),
+                    got = answers.len(),
+                    similar_warnings_suppressed = suppressed,
+                    "graph answered with the wrong number of answers; batch scored without graph features"
+                );
+            }
             return vec![EventGraph::without(GraphStatus::Unavailable); events.len()];
         }
         Ok(Err(err)) => {
-            tracing::warn!(backend = enricher.backend(), error = %err, "graph look-up failed; batch scored without graph features");
+            if let Some(suppressed) = WARNINGS.due() {
+                tracing::warn!(
+                    backend = enricher.backend(),
+                    error = %err,
+                    similar_warnings_suppressed = suppressed,
+                    "graph look-up failed; batch scored without graph features"
+                );
+            }
             return vec![EventGraph::without(GraphStatus::Unavailable); events.len()];
         }
         Err(_) => {
-            tracing::warn!(
-                backend = enricher.backend(),
-                deadline_ms = deadline.as_millis() as u64,
-                "graph look-up missed its deadline; batch scored without graph features"
-            );
+            if let Some(suppressed) = WARNINGS.due() {
+                tracing::warn!(
+                    backend = enricher.backend(),
+                    deadline_ms = deadline.as_millis() as u64,
+                    similar_warnings_suppressed = suppressed,
+                    "graph look-up missed its deadline; batch scored without graph features"
+                );
+            }
             return vec![EventGraph::without(GraphStatus::Unavailable); events.len()];
         }
     };

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use riskstream_config::Config;
 mod cmd;
 
+use cmd::graph as graph_cmd;
 use cmd::{
     bench as bench_cmd, gen as gen_cmd, passthrough as passthrough_cmd, produce as produce_cmd,
     results as results_cmd, run as job, train as train_cmd,
@@ -46,6 +47,11 @@ enum Command {
     /// job's own source and sink.
     #[command(hide = true)]
     Passthrough(passthrough_cmd::PassthroughArgs),
+    /// Graph database tools: load a graph file into Neo4j.
+    Graph {
+        #[command(subcommand)]
+        command: graph_cmd::GraphCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -121,6 +127,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench_cmd::bench(args).map(|()| ExitCode::SUCCESS),
+        Command::Graph { command } => {
+            runtime()?.block_on(graph_cmd::run(command))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Gen(args) => gen_cmd::gen(args).map(|()| ExitCode::SUCCESS),
         Command::Train(args) => train_cmd::train(args).map(|()| ExitCode::SUCCESS),
         Command::Config {

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod gen;
+pub mod graph;
 pub mod output;
 pub mod passthrough;
 pub mod produce;

@@ -24,6 +24,11 @@ use riskstream_pipeline::metrics::Metrics;
 use riskstream_pipeline::result::{Reason, ResultView};
 use riskstream_pipeline::source::{BlockingSource, RawBatch};
 
+/// Micro-batches whose graph look-ups may be in flight at once. With the default 50 ms
+/// deadline, even a graph that misses every deadline leaves the stream at least
+/// 8 × 512 events per 50 ms (80 000 events/s) instead of 10 000.
+const GRAPH_BATCHES_IN_FLIGHT: usize = 8;
+
 /// Options of `riskstream run` that override the configuration file.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RunArgs {
@@ -70,6 +75,10 @@ pub struct RunSummary {
     pub late_events: u64,
     pub snapshots: u64,
     pub graph_unavailable: u64,
+    /// Time each micro-batch waited for graph answers (bounded by graph.batch_deadline).
+    pub graph_wait_ms: Latency,
+    /// The graph cache's counters, when the Neo4j graph is cached.
+    pub graph_cache: Option<GraphCacheSummary>,
     pub seconds: f64,
     pub events_per_second: f64,
     pub latency_ms: Latency,
@@ -82,6 +91,17 @@ pub struct Decisions {
     pub allow: u64,
     pub review: u64,
     pub block: u64,
+}
+
+/// What the graph cache did during a run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GraphCacheSummary {
+    pub hits: u64,
+    pub misses: u64,
+    pub shared_waits: u64,
+    pub expired: u64,
+    pub evictions: u64,
+    pub hit_ratio: f64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -120,6 +140,7 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     let engine = Arc::new(setup.engine);
     let model = setup.model;
     let acknowledger = setup.acknowledger;
+    let graph_cache = setup.graph_cache;
     let outputs = Outputs::open(&setup.results, &setup.dead_letters, &config).await?;
     let results_path = outputs.results_target.clone();
     let dead_letter_path = outputs.dead_letter_target.clone();
@@ -191,23 +212,48 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
             }
         })
     };
+    // Batches are enriched concurrently, at most GRAPH_BATCHES_IN_FLIGHT at a time, and
+    // passed on in the order they came: a batch waiting for a remote graph (up to its
+    // deadline) does not hold back the batches behind it.
+    let (ordered_tx, mut ordered_rx) =
+        mpsc::channel::<tokio::task::JoinHandle<(Enriched, Duration)>>(GRAPH_BATCHES_IN_FLIGHT);
     let enrich = {
         let engine = engine.clone();
         tokio::spawn(async move {
             let mut rx = agg_rx;
             while let Some((decoded, aggregates)) = rx.recv().await {
-                let graphs = engine.enrich(&decoded.events).await;
-                let snapshot = engine.snapshots.load_full();
-                let enriched = Enriched {
-                    decoded,
-                    aggregates,
-                    graphs,
-                    snapshot,
-                };
+                let engine = engine.clone();
+                let task = tokio::spawn(async move {
+                    let asked = Instant::now();
+                    let graphs = engine.enrich(&decoded.events).await;
+                    let waited = asked.elapsed();
+                    let snapshot = engine.snapshots.load_full();
+                    let enriched = Enriched {
+                        decoded,
+                        aggregates,
+                        graphs,
+                        snapshot,
+                    };
+                    (enriched, waited)
+                });
+                if ordered_tx.send(task).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let enrich_order = {
+        let mut waits = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+            .context("cannot create the graph wait histogram")?;
+        tokio::spawn(async move {
+            while let Some(task) = ordered_rx.recv().await {
+                let (enriched, waited) = task.await?;
+                let _ = waits.record(waited.as_micros().max(1) as u64);
                 if enr_tx.send(enriched).await.is_err() {
                     break;
                 }
             }
+            Ok::<_, tokio::task::JoinError>(waits)
         })
     };
     let score = {
@@ -274,10 +320,13 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     }
     drop(sco_rx);
     cancel.cancel();
-    let (d, a, e, s) = tokio::join!(decode, aggregate, enrich, score);
+    let (d, a, e, o, s) = tokio::join!(decode, aggregate, enrich, enrich_order, score);
     d.context("decode stage panicked")?;
     a.context("aggregate stage panicked")?;
     e.context("enrich stage panicked")?;
+    let graph_waits = o
+        .context("enrich stage panicked")?
+        .context("enrich stage panicked")?;
     let score_result = s.context("score stage panicked")?;
     let source_result = tokio::task::spawn_blocking(move || source_thread.join())
         .await
@@ -299,14 +348,24 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
         .late_events
         .store(engine.aggregator.metrics().late_events(), Relaxed);
     let seconds = started.elapsed().as_secs_f64();
-    let summary = summarize(
+    let mut summary = summarize(
         &metrics,
         &histogram,
         seconds,
         results_path,
         dead_letter_path,
     );
+    summary.graph_wait_ms = latency(&graph_waits);
+    summary.graph_cache = graph_cache.map(|stats| GraphCacheSummary {
+        hits: stats.hits(),
+        misses: stats.misses(),
+        shared_waits: stats.shared_waits(),
+        expired: stats.expired(),
+        evictions: stats.evictions(),
+        hit_ratio: stats.hit_ratio(),
+    });
     print_summary(&summary);
+    print_graph_summary(&summary);
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_vec_pretty(&summary).context("cannot encode the run summary")?;
         std::fs::write(path, json)
@@ -510,6 +569,8 @@ fn summarize(
         late_events: Metrics::get(&metrics.late_events),
         snapshots: Metrics::get(&metrics.snapshots),
         graph_unavailable: Metrics::get(&metrics.graph_unavailable),
+        graph_wait_ms: Latency::default(),
+        graph_cache: None,
         seconds,
         events_per_second: (results + dead_letters) as f64 / seconds.max(1e-9),
         latency_ms: if histogram.is_empty() {
@@ -524,6 +585,35 @@ fn summarize(
         },
         results_path,
         dead_letter_path,
+    }
+}
+
+/// Percentiles of a histogram of microseconds, in milliseconds.
+fn latency(histogram: &Histogram<u64>) -> Latency {
+    if histogram.is_empty() {
+        return Latency::default();
+    }
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    Latency {
+        p50: ms(0.5),
+        p90: ms(0.9),
+        p99: ms(0.99),
+        max: histogram.max() as f64 / 1000.0,
+    }
+}
+
+/// The graph part of the summary: per-batch wait and, when cached, the cache's counters.
+fn print_graph_summary(s: &RunSummary) {
+    let w = &s.graph_wait_ms;
+    eprintln!(
+        "  graph wait ms per batch  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        w.p50, w.p90, w.p99, w.max
+    );
+    if let Some(c) = &s.graph_cache {
+        eprintln!(
+            "  graph cache   hit ratio {:.3}  (hits {}, misses {}, shared waits {}, expired {}, evictions {})",
+            c.hit_ratio, c.hits, c.misses, c.shared_waits, c.expired, c.evictions
+        );
     }
 }
 

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 
 use riskstream_config::{AggregateKey, Config, GraphKind, ModelDevice, SinkKind, SourceKind};
-use riskstream_graph::{EntityKind, GraphEnricher, MemoryGraph};
+use riskstream_graph::{
+    BreakerOptions, CacheOptions, CacheStats, CachedGraph, EntityKind, GraphEnricher, MemoryGraph,
+    Neo4jGraph, Neo4jOptions,
+};
 use riskstream_inference::{DeviceChoice, Model};
 use riskstream_pipeline::aggregate::{AggregateOptions, Aggregator, Snapshots};
 use riskstream_pipeline::engine::{Engine, EngineOptions};
@@ -31,6 +34,8 @@ pub struct Setup {
     pub results: Target,
     pub dead_letters: Target,
     pub graph_description: String,
+    /// Counters of the graph cache, when the Neo4j graph is cached.
+    pub graph_cache: Option<Arc<CacheStats>>,
 }
 
 /// Where results or dead letters go: a JSONL file (`-` for standard output) or the
@@ -232,14 +237,17 @@ pub fn build(
     };
 
     let max_hops = config.graph.max_hops;
+    let mut graph_cache = None;
     let (enricher, graph_description): (Option<Arc<dyn GraphEnricher>>, String) = match config
         .graph
         .kind
     {
         GraphKind::None => (None, "none".into()),
-        GraphKind::Neo4j => bail!(
-            "graph.kind = \"neo4j\" is not available in this build yet; use \"memory\" or \"none\""
-        ),
+        GraphKind::Neo4j => {
+            let (enricher, stats, text) = neo4j_graph(config)?;
+            graph_cache = stats;
+            (Some(enricher), text)
+        }
         GraphKind::Memory => {
             let explicit = args.graph.clone().or_else(|| {
                 (!config.graph.path.is_empty()).then(|| PathBuf::from(&config.graph.path))
@@ -290,5 +298,54 @@ pub fn build(
         results,
         dead_letters,
         graph_description,
+        graph_cache,
     })
+}
+
+/// The options of the Neo4j enricher from `[graph]`.
+pub fn neo4j_options(config: &Config) -> anyhow::Result<Neo4jOptions> {
+    let graph = &config.graph;
+    if graph.password.is_empty() {
+        bail!(
+            "graph.kind is \"neo4j\" but no password is set: set RISKSTREAM__GRAPH__PASSWORD in the \
+             environment (or graph.password in the configuration file)"
+        );
+    }
+    Ok(Neo4jOptions {
+        uri: graph.uri.clone(),
+        user: graph.user.clone(),
+        password: graph.password.expose().to_owned(),
+        max_hops: graph.max_hops,
+        pool_size: graph.pool_size,
+        query_timeout: graph.query_timeout,
+        breaker: BreakerOptions::default(),
+    })
+}
+
+/// The Neo4j enricher, behind the cache when `graph.cache_enabled`; with the cache's
+/// counters and a description for the start-up log. Connects lazily: a job started while
+/// Neo4j is down scores without graph features until it is up.
+pub fn neo4j_graph(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn GraphEnricher>, Option<Arc<CacheStats>>, String)> {
+    let graph = &config.graph;
+    let neo4j = Neo4jGraph::connect(&neo4j_options(config)?)
+        .with_context(|| format!("cannot set up the Neo4j client for {} (graph.uri)", graph.uri))?;
+    if !graph.cache_enabled {
+        let text = format!("neo4j ({}, no cache)", graph.uri);
+        return Ok((Arc::new(neo4j), None, text));
+    }
+    let cached = CachedGraph::new(
+        Arc::new(neo4j),
+        CacheOptions {
+            ttl: graph.cache_ttl,
+            capacity: graph.cache_capacity,
+        },
+    );
+    let stats = cached.stats();
+    let text = format!(
+        "neo4j ({}, cache {} entities for {:?})",
+        graph.uri, graph.cache_capacity, graph.cache_ttl
+    );
+    Ok((Arc::new(cached), Some(stats), text))
 }

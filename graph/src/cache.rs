@@ -1,0 +1,564 @@
+//! A read-mostly cache of per-entity answers in front of any [`GraphEnricher`].
+//!
+//! The same accounts, devices and merchants recur in a transaction stream and the graph
+//! changes slowly, so most look-ups can be answered from memory:
+//!
+//! * Answers are kept per entity id in an `scc::HashMap` for `ttl`, negative answers
+//!   (unknown id, nothing flagged near) included: they are the most common answer.
+//! * A hit is one shard-local read and a reference-count bump; nothing is allocated.
+//! * Misses of one call are asked of the backend in **one** batched look-up. Concurrent
+//!   misses for the same entity share that look-up (single flight): the first caller
+//!   claims the entity, later callers wait for the same answer.
+//! * The backend look-up runs on its own task. A caller that gives up at its batch deadline
+//!   leaves the look-up running, so its answers still fill the cache for the next batch:
+//!   a cold cache warms up even when every early batch misses its deadline.
+//! * The size is bounded by `capacity`: when it is exceeded, expired answers are dropped
+//!   first, then arbitrary ones (hash order) down to 90 % of the capacity.
+//!
+//! [`CacheStats`] counts hits, misses, shared waits, expirations and evictions.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::{GraphAnswer, GraphEnricher, GraphError};
+
+/// How long answers live and how many are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// How long an answer is served before the backend is asked again.
+    pub ttl: Duration,
+    /// The most entities kept.
+    pub capacity: usize,
+}
+
+/// Counters of a [`CachedGraph`], read by the job's metrics and run summary.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    shared: AtomicU64,
+    expired: AtomicU64,
+    evictions: AtomicU64,
+    entries: AtomicUsize,
+}
+
+impl CacheStats {
+    /// Ids answered from the cache.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Relaxed)
+    }
+
+    /// Ids this cache asked the backend about.
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Relaxed)
+    }
+
+    /// Ids that were not cached but already being asked about by another batch, and
+    /// waited for that answer instead of asking again.
+    pub fn shared_waits(&self) -> u64 {
+        self.shared.load(Relaxed)
+    }
+
+    /// Answers dropped because they outlived the TTL.
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Relaxed)
+    }
+
+    /// Answers dropped to keep the cache within its capacity.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Relaxed)
+    }
+
+    /// Entities currently cached or being looked up.
+    pub fn entries(&self) -> usize {
+        self.entries.load(Relaxed)
+    }
+
+    /// Hits over all ids asked for; `0` before the first look-up.
+    pub fn hit_ratio(&self) -> f64 {
+        let hits = self.hits() as f64;
+        let total = hits + self.misses() as f64 + self.shared_waits() as f64;
+        if total == 0.0 {
+            0.0
+        } else {
+            hits / total
+        }
+    }
+}
+
+/// The outcome of one backend look-up, shared by everyone waiting for it.
+type Outcome = Result<Arc<[Arc<GraphAnswer>]>, Arc<GraphError>>;
+
+/// One backend look-up in flight: the ids it asks about are in the map as
+/// [`Slot::Loading`] pointing here, with their position in the look-up.
+struct Flight {
+    done: watch::Sender<Option<Outcome>>,
+}
+
+#[derive(Clone)]
+enum Slot {
+    Ready {
+        answer: Arc<GraphAnswer>,
+        expires: Instant,
+    },
+    Loading {
+        flight: Arc<Flight>,
+        index: usize,
+    },
+}
+
+struct Shared {
+    inner: Arc<dyn GraphEnricher>,
+    map: scc::HashMap<Arc<str>, Slot>,
+    options: CacheOptions,
+    stats: Arc<CacheStats>,
+    sweeping: AtomicBool,
+}
+
+/// A [`GraphEnricher`] that answers from a TTL cache and asks `inner` only about misses.
+#[derive(Clone)]
+pub struct CachedGraph {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for CachedGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedGraph")
+            .field("backend", &self.shared.inner.backend())
+            .field("options", &self.shared.options)
+            .field("entries", &self.shared.stats.entries())
+            .finish()
+    }
+}
+
+impl CachedGraph {
+    pub fn new(inner: Arc<dyn GraphEnricher>, options: CacheOptions) -> Self {
+        CachedGraph {
+            shared: Arc::new(Shared {
+                inner,
+                map: scc::HashMap::new(),
+                options,
+                stats: Arc::new(CacheStats::default()),
+                sweeping: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The cache's counters; they stay valid after the cache is dropped.
+    pub fn stats(&self) -> Arc<CacheStats> {
+        Arc::clone(&self.shared.stats)
+    }
+}
+
+#[async_trait]
+impl GraphEnricher for CachedGraph {
+    async fn lookup(&self, ids: &[&str]) -> Result<Vec<Arc<GraphAnswer>>, GraphError> {
+        let shared = &self.shared;
+        let now = Instant::now();
+        let mut answers: Vec<Option<Arc<GraphAnswer>>> = vec![None; ids.len()];
+        // (position in `ids`, the look-up that answers it, its index in that look-up)
+        let mut pending: Vec<(usize, Arc<Flight>, usize)> = Vec::new();
+        let mut flight: Option<Arc<Flight>> = None;
+        let mut claimed: Vec<Arc<str>> = Vec::new();
+
+        for (pos, &id) in ids.iter().enumerate() {
+            let found = shared.map.read_async(id, |_, slot| slot.clone()).await;
+            match found {
+                Some(Slot::Ready { answer, expires }) if expires > now => {
+                    shared.stats.hits.fetch_add(1, Relaxed);
+                    answers[pos] = Some(answer);
+                    continue;
+                }
+                Some(Slot::Loading { flight, index }) => {
+                    shared.stats.shared.fetch_add(1, Relaxed);
+                    pending.push((pos, flight, index));
+                    continue;
+                }
+                _ => {}
+            }
+            // Not usable as read: claim the id, unless another caller did in between.
+            let mine = flight
+                .get_or_insert_with(|| {
+                    Arc::new(Flight {
+                        done: watch::channel(None).0,
+                    })
+                })
+                .clone();
+            let loading = Slot::Loading {
+                flight: mine,
+                index: claimed.len(),
+            };
+            let key: Arc<str> = Arc::from(id);
+            match shared.map.entry_async(Arc::clone(&key)).await {
+                scc::hash_map::Entry::Vacant(vacant) => {
+                    vacant.insert_entry(loading.clone());
+                    shared.stats.entries.fetch_add(1, Relaxed);
+                }
+                scc::hash_map::Entry::Occupied(mut occupied) => match occupied.get().clone() {
+                    Slot::Ready { answer, expires } if expires > now => {
+                        shared.stats.hits.fetch_add(1, Relaxed);
+                        answers[pos] = Some(answer);
+                        continue;
+                    }
+                    Slot::Loading { flight, index } => {
+                        shared.stats.shared.fetch_add(1, Relaxed);
+                        pending.push((pos, flight, index));
+                        continue;
+                    }
+                    Slot::Ready { .. } => {
+                        shared.stats.expired.fetch_add(1, Relaxed);
+                        occupied.insert(loading.clone());
+                    }
+                },
+            }
+            if let Slot::Loading { flight, index } = loading {
+                shared.stats.misses.fetch_add(1, Relaxed);
+                pending.push((pos, flight, index));
+            }
+            claimed.push(key);
+        }
+
+        if let Some(flight) = flight.filter(|_| !claimed.is_empty()) {
+            tokio::spawn(fill(Arc::clone(shared), flight, claimed));
+        }
+
+        for (pos, flight, index) in pending {
+            let mut done = flight.done.subscribe();
+            let outcome = done
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| GraphError::Backend {
+                    backend: shared.inner.backend(),
+                    source: "the graph look-up task ended without an answer".into(),
+                })?
+                .clone();
+            match outcome {
+                Some(Ok(list)) => answers[pos] = list.get(index).cloned(),
+                Some(Err(err)) => return Err(GraphError::Shared(err)),
+                None => unreachable!("wait_for returned a value that fails its predicate"),
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| {
+                a.ok_or_else(|| GraphError::Backend {
+                    backend: shared.inner.backend(),
+                    source: "the backend returned fewer answers than ids".into(),
+                })
+            })
+            .collect()
+    }
+
+    fn backend(&self) -> &'static str {
+        self.shared.inner.backend()
+    }
+}
+
+/// Asks the backend about the claimed ids, stores the answers, wakes every waiter. On
+/// failure the claims are withdrawn so that the next batch asks again.
+async fn fill(shared: Arc<Shared>, flight: Arc<Flight>, claimed: Vec<Arc<str>>) {
+    let mut guard = FillGuard {
+        shared: &shared,
+        flight: &flight,
+        claimed: &claimed,
+        finished: false,
+    };
+    let ids: Vec<&str> = claimed.iter().map(|k| &**k).collect();
+    let outcome = shared.inner.lookup(&ids).await;
+    let outcome: Outcome = match outcome {
+        Ok(answers) if answers.len() == claimed.len() => {
+            let expires = Instant::now() + shared.options.ttl;
+            for (key, answer) in claimed.iter().zip(&answers) {
+                shared
+                    .map
+                    .update_async(&**key, |_, slot| {
+                        if owned_by(slot, &flight) {
+                            *slot = Slot::Ready {
+                                answer: Arc::clone(answer),
+                                expires,
+                            };
+                        }
+                    })
+                    .await;
+            }
+            Ok(answers.into())
+        }
+        Ok(answers) => Err(Arc::new(GraphError::Backend {
+            backend: shared.inner.backend(),
+            source: format!(
+                "asked about {} ids, got {} answers",
+                claimed.len(),
+                answers.len()
+            )
+            .into(),
+        })),
+        Err(err) => Err(Arc::new(err)),
+    };
+    if outcome.is_err() {
+        guard.withdraw();
+    }
+    guard.finished = true;
+    flight.done.send_replace(Some(outcome));
+    if shared.stats.entries() > shared.options.capacity {
+        sweep(&shared).await;
+    }
+}
+
+fn owned_by(slot: &Slot, flight: &Arc<Flight>) -> bool {
+    matches!(slot, Slot::Loading { flight: f, .. } if Arc::ptr_eq(f, flight))
+}
+
+/// Withdraws the claims of a look-up that failed or was abandoned (its task panicked or the
+/// runtime shut down), so that no id stays "loading" forever.
+struct FillGuard<'a> {
+    shared: &'a Shared,
+    flight: &'a Arc<Flight>,
+    claimed: &'a [Arc<str>],
+    finished: bool,
+}
+
+impl FillGuard<'_> {
+    fn withdraw(&mut self) {
+        for key in self.claimed {
+            if self
+                .shared
+                .map
+                .remove_if_sync(&**key, |slot| owned_by(slot, self.flight))
+                .is_some()
+            {
+                self.shared.stats.entries.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for FillGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.withdraw();
+            self.flight.done.send_replace(Some(Err(Arc::new(GraphError::Backend {
+                backend: self.shared.inner.backend(),
+                source: "the graph look-up was abandoned before it answered".into(),
+            }))));
+        }
+    }
+}
+
+/// Brings the cache back under its capacity: expired answers first, then arbitrary ones
+/// down to 90 % of the capacity. One sweep at a time; others skip.
+async fn sweep(shared: &Shared) {
+    if shared.sweeping.swap(true, Relaxed) {
+        return;
+    }
+    let now = Instant::now();
+    let stats = &shared.stats;
+    shared
+        .map
+        .retain_async(|_, slot| match slot {
+            Slot::Ready { expires, .. } if *expires <= now => {
+                stats.expired.fetch_add(1, Relaxed);
+                stats.entries.fetch_sub(1, Relaxed);
+                false
+            }
+            _ => true,
+        })
+        .await;
+    let target = shared.options.capacity / 10 * 9;
+    if stats.entries() > target {
+        shared
+            .map
+            .retain_async(|_, slot| {
+                if stats.entries() <= target || matches!(slot, Slot::Loading { .. }) {
+                    return true;
+                }
+                stats.evictions.fetch_add(1, Relaxed);
+                stats.entries.fetch_sub(1, Relaxed);
+                false
+            })
+            .await;
+    }
+    shared.sweeping.store(false, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::file::{EntityKind, GraphRecord, Relation};
+    use crate::MemoryGraph;
+
+    /// Counts the ids it is asked about; can be made to fail or to wait for a signal.
+    struct Counting {
+        inner: MemoryGraph,
+        asked: AtomicUsize,
+        calls: AtomicUsize,
+        fail: AtomicBool,
+        gate: Option<Arc<Notify>>,
+    }
+
+    #[async_trait]
+    impl GraphEnricher for Counting {
+        async fn lookup(&self, ids: &[&str]) -> Result<Vec<Arc<GraphAnswer>>, GraphError> {
+            self.calls.fetch_add(1, Relaxed);
+            self.asked.fetch_add(ids.len(), Relaxed);
+            if let Some(gate) = &self.gate {
+                gate.notified().await;
+            }
+            if self.fail.load(Relaxed) {
+                return Err(GraphError::Timeout {
+                    backend: "test",
+                    after: Duration::from_millis(1),
+                });
+            }
+            self.inner.lookup(ids).await
+        }
+
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    fn counting(gate: Option<Arc<Notify>>) -> Arc<Counting> {
+        let node = |id: &str, flagged| GraphRecord::Node {
+            id: id.into(),
+            kind: EntityKind::Account,
+            flagged,
+        };
+        let inner = MemoryGraph::from_records(
+            [
+                node("A", false),
+                node("B", true),
+                GraphRecord::Edge {
+                    src: "A".into(),
+                    dst: "B".into(),
+                    rel: Relation::Transfers,
+                },
+            ],
+            3,
+        )
+        .unwrap();
+        Arc::new(Counting {
+            inner,
+            asked: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            fail: AtomicBool::new(false),
+            gate,
+        })
+    }
+
+    fn options(ttl_ms: u64, capacity: usize) -> CacheOptions {
+        CacheOptions {
+            ttl: Duration::from_millis(ttl_ms),
+            capacity,
+        }
+    }
+
+    #[tokio::test]
+    async fn repeated_lookups_are_answered_from_the_cache_including_unknown_ids() {
+        let backend = counting(None);
+        let cache = CachedGraph::new(backend.clone(), options(60_000, 100));
+        let first = cache.lookup(&["A", "ghost", "B"]).await.unwrap();
+        let second = cache.lookup(&["B", "A", "ghost"]).await.unwrap();
+        assert_eq!(first[0], second[1]);
+        assert_eq!(first[1], second[2]);
+        assert_eq!(second[0].hops, Some(0));
+        assert!(!second[2].known);
+        assert_eq!(backend.asked.load(Relaxed), 3, "only the first call asked");
+        let stats = cache.stats();
+        assert_eq!((stats.hits(), stats.misses()), (3, 3));
+        assert!((stats.hit_ratio() - 0.5).abs() < 1e-9);
+    }
+
+    #[tokio::test]
+    async fn cached_answers_are_asked_again_after_the_ttl() {
+        let backend = counting(None);
+        let cache = CachedGraph::new(backend.clone(), options(20, 100));
+        cache.lookup(&["A"]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        cache.lookup(&["A"]).await.unwrap();
+        assert_eq!(backend.asked.load(Relaxed), 2);
+        assert_eq!(cache.stats().expired(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_for_one_entity_share_one_backend_query() {
+        let gate = Arc::new(Notify::new());
+        let backend = counting(Some(gate.clone()));
+        let cache = CachedGraph::new(backend.clone(), options(60_000, 100));
+        let a = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.lookup(&["A", "B"]).await }
+        });
+        // Let the first caller claim both ids before the others ask.
+        while backend.calls.load(Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let b = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.lookup(&["B"]).await }
+        });
+        let c = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.lookup(&["A"]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        gate.notify_one();
+        let (a, b, c) = (a.await.unwrap(), b.await.unwrap(), c.await.unwrap());
+        assert_eq!(a.unwrap()[1], b.unwrap()[0]);
+        assert_eq!(c.unwrap()[0].hops, Some(1));
+        assert_eq!(backend.calls.load(Relaxed), 1, "one query for all three callers");
+        assert_eq!(cache.stats().shared_waits(), 2);
+    }
+
+    #[tokio::test]
+    async fn abandoned_lookup_still_fills_the_cache_for_the_next_batch() {
+        let gate = Arc::new(Notify::new());
+        let backend = counting(Some(gate.clone()));
+        let cache = CachedGraph::new(backend.clone(), options(60_000, 100));
+        let late = tokio::time::timeout(Duration::from_millis(10), cache.lookup(&["A"])).await;
+        assert!(late.is_err(), "the caller gave up at its deadline");
+        gate.notify_one();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let answer = cache.lookup(&["A"]).await.unwrap();
+        assert_eq!(answer[0].hops, Some(1));
+        assert_eq!(backend.calls.load(Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn failed_lookup_is_not_cached_and_is_retried() {
+        let backend = counting(None);
+        backend.fail.store(true, Relaxed);
+        let cache = CachedGraph::new(backend.clone(), options(60_000, 100));
+        assert!(cache.lookup(&["A"]).await.is_err());
+        backend.fail.store(false, Relaxed);
+        assert_eq!(cache.lookup(&["A"]).await.unwrap()[0].hops, Some(1));
+        assert_eq!(backend.calls.load(Relaxed), 2);
+        assert_eq!(cache.stats().entries(), 1);
+    }
+
+    #[tokio::test]
+    async fn size_bound_evicts_down_to_ninety_percent_of_the_capacity() {
+        let backend = counting(None);
+        let cache = CachedGraph::new(backend.clone(), options(60_000, 20));
+        let ids: Vec<String> = (0..30).map(|i| format!("X-{i}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        cache.lookup(&refs).await.unwrap();
+        // The sweep runs on the fill task right after the answers are delivered.
+        for _ in 0..100 {
+            if cache.stats().entries() <= 18 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let stats = cache.stats();
+        assert_eq!(stats.entries(), 18);
+        assert_eq!(stats.evictions(), 12);
+    }
+}

@@ -1,0 +1,374 @@
+//! The production backend: a Neo4j server reached over Bolt with `neo4rs`.
+//!
+//! # Data model
+//!
+//! Every node of the graph file is a `(:Entity {id, kind, flagged})` node with one more label
+//! for its kind (`:Account`, `:Device`, `:Ip`, `:Merchant`) and the label `:Flagged` when it
+//! is known fraud; a uniqueness constraint on `Entity.id` gives the index every look-up
+//! starts from. Edges are relationships `USES`, `TRANSFERS`, `OWNS` in the file's direction;
+//! path search ignores direction and type, as the crate docs require. `riskstream graph
+//! load` ([`crate::load`]) writes this model.
+//!
+//! # One query per micro-batch
+//!
+//! [`Neo4jGraph::lookup`] sends all ids of a batch as one list parameter (`UNWIND $ids`);
+//! user data never becomes query text. The only value formatted into the query is
+//! `max_hops`, a validated integer from the configuration, because Cypher does not accept
+//! parameters as path-length bounds.
+//!
+//! For each id the query asks for `ALL SHORTEST` paths from the entity to every `:Flagged`
+//! node within `max_hops` (one breadth-first search per entity, `StatefulShortestPath` in the
+//! plan). That yields, per flagged node in reach, its distance and every shortest path to it,
+//! so the distinct flagged nodes counted are `flagged_within`, the smallest length is `hops`
+//! and the paths of that length are the candidates of the tie-break. The tie-break itself
+//! (smallest id sequence as byte strings) is applied here in Rust, because Cypher compares
+//! strings by UTF-16 code units, which differs from byte order for some non-ASCII ids.
+//!
+//! # Failure handling
+//!
+//! Each query runs on its own task under `graph.query_timeout`, so a caller that gives up at
+//! its batch deadline does not cut a Bolt exchange in half, and the outcome always reaches
+//! the [circuit breaker](crate::breaker). The driver retries an unreachable server for about
+//! a minute; the timeout is what turns that into a prompt failure. At most `pool_size`
+//! queries are in flight; a batch that finds them all busy is refused at once rather than
+//! queued behind a slow server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use neo4rs::{query, ConfigBuilder, Graph};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+use crate::breaker::{Admission, Breaker, BreakerOptions};
+use crate::{GraphAnswer, GraphEnricher, GraphError};
+
+const BACKEND: &str = "neo4j";
+
+/// How to reach Neo4j and how long to wait for it; built from `[graph]` in the
+/// configuration.
+#[derive(Clone)]
+pub struct Neo4jOptions {
+    /// Bolt URI, such as `bolt://127.0.0.1:7687`.
+    pub uri: String,
+    pub user: String,
+    pub password: String,
+    /// Longest path searched from an entity to a flagged entity.
+    pub max_hops: u32,
+    /// Connections kept open, and the most queries in flight at once.
+    pub pool_size: usize,
+    /// Longest time one query (including getting a connection) may take.
+    pub query_timeout: Duration,
+    /// When to stop querying a failing server and how long to wait before probing it.
+    pub breaker: BreakerOptions,
+}
+
+impl std::fmt::Debug for Neo4jOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Neo4jOptions")
+            .field("uri", &self.uri)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("max_hops", &self.max_hops)
+            .field("pool_size", &self.pool_size)
+            .field("query_timeout", &self.query_timeout)
+            .field("breaker", &self.breaker)
+            .finish()
+    }
+}
+
+/// Opens a connection pool; no connection is made until the first query.
+pub(crate) fn connect_pool(options: &Neo4jOptions) -> Result<Graph, GraphError> {
+    let config = ConfigBuilder::default()
+        .uri(options.uri.as_str())
+        .user(options.user.as_str())
+        .password(options.password.as_str())
+        .max_connections(options.pool_size.max(1))
+        // Bounds connecting and every read, so a server that stops answering mid-query
+        // fails the query instead of hanging a pooled connection.
+        .connection_timeout(options.query_timeout)
+        // The driver uses this as the longest wait for a free pooled connection.
+        .max_lifetime(options.query_timeout)
+        .build()
+        .map_err(|e| backend_error(&options.uri, e))?;
+    Graph::connect(config).map_err(|e| backend_error(&options.uri, e))
+}
+
+/// A driver error with the server it came from.
+pub(crate) fn backend_error(uri: &str, err: neo4rs::Error) -> GraphError {
+    GraphError::Backend {
+        backend: BACKEND,
+        source: format!("{uri}: {err}").into(),
+    }
+}
+
+/// The look-up query for paths of at most `max_hops` edges.
+fn lookup_query(max_hops: u32) -> String {
+    format!(
+        "UNWIND $ids AS id \
+         OPTIONAL MATCH (e:Entity {{id: id}}) \
+         OPTIONAL MATCH p = ALL SHORTEST (e)-[]-{{0,{max_hops}}}(f:Flagged) \
+         WITH id, e, f, length(p) AS len, [n IN nodes(p) | n.id] AS path \
+         WITH id, e IS NOT NULL AS known, count(DISTINCT f) AS flagged, min(len) AS hops, \
+              collect(CASE WHEN len IS NOT NULL THEN {{len: len, path: path}} END) AS candidates \
+         RETURN id, known, flagged, hops, [c IN candidates WHERE c.len = hops | c.path] AS paths"
+    )
+}
+
+/// One row of the look-up query.
+#[derive(Debug, Deserialize)]
+struct LookupRow {
+    id: String,
+    known: bool,
+    flagged: i64,
+    hops: Option<i64>,
+    paths: Vec<Vec<String>>,
+}
+
+impl LookupRow {
+    /// The answer of the crate contract: among the shortest candidate paths, the smallest
+    /// sequence of ids compared as byte strings (`Vec<String>` orders exactly so).
+    fn into_answer(self) -> Result<Arc<GraphAnswer>, GraphError> {
+        if !self.known {
+            return Ok(GraphAnswer::unknown());
+        }
+        let flagged_within = u32::try_from(self.flagged).map_err(|_| bad_reply(&self.id))?;
+        let path = self.paths.into_iter().min().unwrap_or_default();
+        let hops = match self.hops {
+            None if path.is_empty() => None,
+            Some(h) if usize::try_from(h).is_ok_and(|h| h + 1 == path.len()) => Some(h as u32),
+            _ => return Err(bad_reply(&self.id)),
+        };
+        Ok(Arc::new(GraphAnswer {
+            known: true,
+            hops,
+            path: path.into_iter().map(Arc::from).collect(),
+            flagged_within,
+        }))
+    }
+}
+
+fn bad_reply(id: &str) -> GraphError {
+    GraphError::Backend {
+        backend: BACKEND,
+        source: format!("inconsistent answer for entity {id:?}").into(),
+    }
+}
+
+/// State shared by the enricher and its query tasks.
+struct Shared {
+    graph: Graph,
+    uri: String,
+    query: String,
+    query_timeout: Duration,
+    breaker: Breaker,
+    permits: Arc<Semaphore>,
+    pool_size: usize,
+}
+
+/// The Neo4j enricher: one parameterised query per batch, each bounded by the query
+/// timeout and guarded by a circuit breaker. Cheap to clone.
+#[derive(Clone)]
+pub struct Neo4jGraph {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Neo4jGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Neo4jGraph")
+            .field("uri", &self.shared.uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Neo4jGraph {
+    /// Prepares the connection pool. Nothing is sent to the server yet: a job may start
+    /// while Neo4j is down and enrich as soon as it is up.
+    pub fn connect(options: &Neo4jOptions) -> Result<Self, GraphError> {
+        let graph = connect_pool(options)?;
+        Ok(Neo4jGraph {
+            shared: Arc::new(Shared {
+                graph,
+                uri: options.uri.clone(),
+                query: lookup_query(options.max_hops),
+                query_timeout: options.query_timeout,
+                breaker: Breaker::new(options.breaker),
+                permits: Arc::new(Semaphore::new(options.pool_size.max(1))),
+                pool_size: options.pool_size.max(1),
+            }),
+        })
+    }
+
+    /// Sends a trivial query and waits for it at most the query timeout; for start-up
+    /// messages and tools that must fail early when the server is unreachable.
+    pub async fn ping(&self) -> Result<(), GraphError> {
+        let shared = &self.shared;
+        let run = async {
+            let mut rows = shared
+                .graph
+                .execute(query("RETURN 1 AS one"))
+                .await
+                .map_err(|e| backend_error(&shared.uri, e))?;
+            while rows
+                .next()
+                .await
+                .map_err(|e| backend_error(&shared.uri, e))?
+                .is_some()
+            {}
+            Ok(())
+        };
+        tokio::time::timeout(shared.query_timeout, run)
+            .await
+            .unwrap_or(Err(GraphError::Timeout {
+                backend: BACKEND,
+                after: shared.query_timeout,
+            }))
+    }
+
+    /// How often the circuit breaker has opened since the enricher was created.
+    pub fn breaker_opened(&self) -> u64 {
+        self.shared.breaker.times_opened()
+    }
+
+    /// Whether the circuit breaker currently holds queries back.
+    pub fn breaker_is_open(&self) -> bool {
+        self.shared.breaker.is_open()
+    }
+
+    async fn query_batch(shared: &Shared, ids: Vec<String>) -> Result<Vec<LookupRow>, GraphError> {
+        let q = query(&shared.query).param("ids", ids);
+        let mut stream = shared
+            .graph
+            .execute_read(q)
+            .await
+            .map_err(|e| backend_error(&shared.uri, e))?;
+        let mut rows = Vec::new();
+        while let Some(row) = stream
+            .next()
+            .await
+            .map_err(|e| backend_error(&shared.uri, e))?
+        {
+            let row: LookupRow = row.to().map_err(|e| GraphError::Backend {
+                backend: BACKEND,
+                source: format!("{}: unexpected reply: {e}", shared.uri).into(),
+            })?;
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+}
+
+#[async_trait]
+impl GraphEnricher for Neo4jGraph {
+    async fn lookup(&self, ids: &[&str]) -> Result<Vec<Arc<GraphAnswer>>, GraphError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shared = Arc::clone(&self.shared);
+        let permit = Arc::clone(&shared.permits)
+            .try_acquire_owned()
+            .map_err(|_| GraphError::Busy {
+                backend: BACKEND,
+                limit: shared.pool_size,
+            })?;
+        let admission = shared.breaker.admit();
+        if admission == Admission::Refused {
+            return Err(GraphError::CircuitOpen { backend: BACKEND });
+        }
+        let mut distinct: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let task = tokio::spawn(async move {
+            let outcome = tokio::time::timeout(
+                shared.query_timeout,
+                Self::query_batch(&shared, distinct),
+            )
+            .await
+            .unwrap_or(Err(GraphError::Timeout {
+                backend: BACKEND,
+                after: shared.query_timeout,
+            }));
+            shared.breaker.record(admission, outcome.is_ok());
+            drop(permit);
+            outcome
+        });
+        let rows = task.await.map_err(|e| GraphError::Backend {
+            backend: BACKEND,
+            source: Box::new(e),
+        })??;
+        let mut by_id: HashMap<String, Arc<GraphAnswer>> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id = row.id.clone();
+            by_id.insert(id, row.into_answer()?);
+        }
+        ids.iter()
+            .map(|id| by_id.get(*id).cloned().ok_or_else(|| bad_reply(id)))
+            .collect()
+    }
+
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(known: bool, flagged: i64, hops: Option<i64>, paths: &[&[&str]]) -> LookupRow {
+        LookupRow {
+            id: "X".into(),
+            known,
+            flagged,
+            hops,
+            paths: paths
+                .iter()
+                .map(|p| p.iter().map(|s| (*s).to_owned()).collect())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn tie_break_picks_the_smallest_id_sequence_in_byte_order() {
+        let answer = row(
+            true,
+            3,
+            Some(2),
+            &[&["X", "b", "F"], &["X", "Z", "G"], &["X", "Z", "F"]],
+        )
+        .into_answer()
+        .unwrap();
+        let path: Vec<&str> = answer.path.iter().map(|s| &**s).collect();
+        assert_eq!(path, ["X", "Z", "F"]);
+        assert_eq!((answer.hops, answer.flagged_within), (Some(2), 3));
+    }
+
+    #[test]
+    fn unknown_row_is_the_shared_unknown_answer() {
+        let answer = row(false, 0, None, &[]).into_answer().unwrap();
+        assert!(Arc::ptr_eq(&answer, &GraphAnswer::unknown()));
+    }
+
+    #[test]
+    fn known_entity_with_nothing_near_has_no_path() {
+        let answer = row(true, 0, None, &[]).into_answer().unwrap();
+        assert!(answer.known);
+        assert_eq!(answer.hops, None);
+        assert!(answer.path.is_empty());
+    }
+
+    #[test]
+    fn reply_whose_path_length_disagrees_with_hops_is_an_error() {
+        assert!(row(true, 1, Some(2), &[&["X", "F"]]).into_answer().is_err());
+        assert!(row(true, 1, None, &[&["X", "F"]]).into_answer().is_err());
+    }
+
+    #[test]
+    fn max_hops_is_the_only_value_in_the_query_text() {
+        let q = lookup_query(4);
+        assert!(q.contains("{0,4}"), "{q}");
+        assert!(q.contains("UNWIND $ids AS id"), "{q}");
+    }
+}

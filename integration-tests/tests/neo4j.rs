@@ -1,0 +1,339 @@
+//! The graph against the real Neo4j server: loading, identical answers to the in-memory
+//! graph, injection attempts, and a job that survives Neo4j going away and coming back.
+//! `scripts/test.sh` starts the server first.
+//!
+//! The tests share one database (Community has one), so each loads its graph with an id
+//! prefix of its own: its nodes form components no other test's data touches. The outage
+//! test stops and starts a private server on another port, never the shared one.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use neo4rs::query;
+use riskstream_graph::{
+    BreakerOptions, GraphAnswer, GraphEnricher, MemoryGraph, Neo4jGraph, Neo4jOptions,
+};
+use riskstream_integration_tests::kafka::{
+    generate, produce, read_topic, unique, wait_for_messages, Deployment, Job,
+};
+use riskstream_integration_tests::neo4j::{
+    client, count, file_counts, password, prefixed_counts, prefixed_graph, uri, PrivateNeo4j,
+};
+use riskstream_integration_tests::{repo_root, riskstream_bin};
+
+/// Runs `riskstream graph load` against `uri` with the password in the environment;
+/// returns (nodes created, relationships created) from its summary.
+fn graph_load(uri: &str, file: &Path, extra: &[&str]) -> (u64, u64) {
+    let out = Command::new(riskstream_bin())
+        .args(["graph", "load", "--quiet", "--uri", uri, "--user", "neo4j", "--file"])
+        .arg(file)
+        .args(extra)
+        .env("RISKSTREAM__GRAPH__PASSWORD", password())
+        .current_dir(repo_root())
+        .output()
+        .expect("riskstream runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "graph load failed: {}\n{stderr}", out.status);
+    let created = |label: &str| -> u64 {
+        let line = stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{stderr}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words
+            .iter()
+            .position(|w| w.starts_with("created"))
+            .unwrap_or_else(|| panic!("no count in {line:?}"));
+        words[at - 1].parse().expect("a count")
+    };
+    (created("nodes"), created("relationships"))
+}
+
+fn neo4j_options(uri: String, max_hops: u32) -> Neo4jOptions {
+    Neo4jOptions {
+        uri,
+        user: "neo4j".into(),
+        password: password(),
+        max_hops,
+        pool_size: 2,
+        query_timeout: Duration::from_secs(60),
+        breaker: BreakerOptions::default(),
+    }
+}
+
+/// A generated graph with a test-unique id prefix; returns (prefix, prefixed graph file).
+fn prefixed_dataset(dir: &Path, events: u64, seed: u64, name: &str) -> (String, std::path::PathBuf) {
+    generate(dir, events, seed);
+    let prefix = format!("{}:", unique(name));
+    let file = prefixed_graph(&dir.join("graph.jsonl"), &prefix, &dir.join("prefixed.jsonl"));
+    (prefix, file)
+}
+
+#[test]
+fn loading_a_generated_graph_creates_exactly_its_nodes_and_relationships_and_loading_again_changes_nothing(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, file) = prefixed_dataset(dir.path(), 2_000, 11, "load");
+    let (nodes, rels) = file_counts(&file);
+    assert!(nodes > 1000 && rels > 1000, "a graph worth loading: {nodes} nodes, {rels} rels");
+
+    let first = graph_load(&uri(), &file, &["--batch-size", "700"]);
+    assert_eq!(first, (nodes as u64, rels as u64), "the summary counts what was created");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let graph = rt.block_on(client(&uri()));
+    let counted = rt.block_on(prefixed_counts(&graph, &prefix));
+    assert_eq!(counted, (nodes as i64, rels as i64), "the database holds the file");
+
+    let second = graph_load(&uri(), &file, &[]);
+    assert_eq!(second, (0, 0), "loading again creates nothing");
+    assert_eq!(rt.block_on(prefixed_counts(&graph, &prefix)), counted);
+
+    let flagged_in_file = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"flagged\":true"))
+        .count() as i64;
+    let flagged = rt.block_on(count(
+        &graph,
+        query("MATCH (n:Flagged) WHERE n.id STARTS WITH $p RETURN count(n) AS n").param("p", &*prefix),
+    ));
+    assert!(flagged > 0);
+    assert_eq!(flagged, flagged_in_file, "flagged nodes carry the Flagged label");
+}
+
+#[test]
+fn neo4j_and_the_in_memory_graph_give_identical_answers_for_a_thousand_random_entities() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_prefix, file) = prefixed_dataset(dir.path(), 5_000, 23, "same");
+    graph_load(&uri(), &file, &[]);
+
+    let ids: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "node")
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect();
+    // A fixed-seed pick of 990 known ids (with repeats allowed) and 10 unknown ones.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut pick: Vec<String> = (0..990)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ids[(state >> 33) as usize % ids.len()].clone()
+        })
+        .collect();
+    pick.extend((0..10).map(|i| format!("{}not-in-graph-{i}", &ids[0][..ids[0].find(':').unwrap() + 1])));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for max_hops in [3, 2] {
+        let memory = MemoryGraph::load(&file, max_hops).unwrap();
+        let neo4j = Neo4jGraph::connect(&neo4j_options(uri(), max_hops)).unwrap();
+        let mut near = 0;
+        let mut differences = Vec::new();
+        for chunk in pick.chunks(250) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let want: Vec<Arc<GraphAnswer>> = rt.block_on(memory.lookup(&refs)).unwrap();
+            let got = rt.block_on(neo4j.lookup(&refs)).unwrap();
+            assert_eq!(got.len(), refs.len());
+            for ((id, w), g) in refs.iter().zip(&want).zip(&got) {
+                near += usize::from(w.hops.is_some_and(|h| h > 0));
+                if w != g {
+                    differences.push(format!("{id}: memory {w:?} / neo4j {g:?}"));
+                }
+            }
+        }
+        assert!(
+            differences.is_empty(),
+            "max_hops {max_hops}: {} of 1000 answers differ, e.g.\n{}",
+            differences.len(),
+            differences[..differences.len().min(5)].join("\n")
+        );
+        assert!(near > 50, "the sample exercises real paths ({near} near flagged nodes)");
+    }
+}
+
+#[test]
+fn cypher_injection_in_entity_ids_is_an_ordinary_id_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, file) = prefixed_dataset(dir.path(), 1_000, 5, "inject");
+    graph_load(&uri(), &file, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let graph = rt.block_on(client(&uri()));
+    let before = rt.block_on(prefixed_counts(&graph, &prefix));
+    assert!(before.0 > 0 && before.1 > 0);
+
+    let attacks = [
+        "x' }) DETACH DELETE n //",
+        "\"}) MATCH (n) DETACH DELETE n RETURN 1 //",
+        "x`]->() MATCH (n) DETACH DELETE n //",
+        "{id: $ids} ) MATCH (m) DETACH DELETE m",
+        "'; MATCH (n) DETACH DELETE n; //",
+        "\\u0027) DETACH DELETE e //",
+    ];
+    let neo4j = Neo4jGraph::connect(&neo4j_options(uri(), 3)).unwrap();
+    let asked: Vec<String> = attacks.iter().map(|a| format!("{prefix}{a}")).collect();
+    let refs: Vec<&str> = asked.iter().map(String::as_str).collect();
+    let answers = rt.block_on(neo4j.lookup(&refs)).unwrap();
+    assert!(answers.iter().all(|a| !a.known), "no such entities: {answers:?}");
+    assert_eq!(rt.block_on(prefixed_counts(&graph, &prefix)), before);
+
+    // Loaded as node ids, they are stored verbatim and found again by exact id.
+    let hostile = dir.path().join("hostile.jsonl");
+    let mut lines = String::new();
+    for id in &asked {
+        let node = serde_json::json!({"type": "node", "id": id, "kind": "account", "flagged": true});
+        lines.push_str(&format!("{node}\n"));
+    }
+    let anchor = format!("{prefix}A-anchor");
+    lines.push_str(&format!(
+        "{}\n{}\n",
+        serde_json::json!({"type": "node", "id": anchor, "kind": "account"}),
+        serde_json::json!({"type": "edge", "src": anchor, "dst": asked[0], "rel": "transfers"})
+    ));
+    std::fs::write(&hostile, lines).unwrap();
+    assert_eq!(graph_load(&uri(), &hostile, &[]), (asked.len() as u64 + 1, 1));
+    let after = rt.block_on(prefixed_counts(&graph, &prefix));
+    assert_eq!(after, (before.0 + asked.len() as i64 + 1, before.1 + 1));
+    let answers = rt.block_on(neo4j.lookup(&refs)).unwrap();
+    for (id, answer) in asked.iter().zip(&answers) {
+        assert!(answer.known, "{id} is found by its exact id");
+        assert_eq!(answer.hops, Some(0));
+        assert_eq!(&*answer.path[0], id.as_str());
+    }
+    let anchor_answer = rt.block_on(neo4j.lookup(&[&anchor])).unwrap();
+    assert_eq!(anchor_answer[0].hops, Some(1));
+}
+
+/// Results of the events in `ids`, as (event id, graph status).
+fn statuses(topic: &str) -> HashMap<String, String> {
+    read_topic(topic)
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
+        .map(|v| {
+            (
+                v["event_id"].as_str().unwrap_or_default().to_owned(),
+                v["graph"]["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Splits an events file into `parts` files of consecutive lines.
+fn split_events(events: &Path, parts: usize, dir: &Path) -> Vec<(std::path::PathBuf, Vec<String>)> {
+    let text = std::fs::read_to_string(events).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let per = lines.len().div_ceil(parts);
+    lines
+        .chunks(per)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let path = dir.join(format!("part-{i}.jsonl"));
+            std::fs::write(&path, chunk.join("\n") + "\n").unwrap();
+            let ids = chunk
+                .iter()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v["event_id"].as_str().unwrap().to_owned()
+                })
+                .collect();
+            (path, ids)
+        })
+        .collect()
+}
+
+#[test]
+fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_it_is_back() {
+    let port: u16 = std::env::var("RISKSTREAM_TEST_NEO4J_PRIVATE_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(7688);
+    let server = PrivateNeo4j::start(port);
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(dir.path(), 24_000, 3);
+    graph_load(&server.uri(), &dir.path().join("graph.jsonl"), &["--wipe"]);
+    let parts = split_events(&events, 12, dir.path());
+
+    let d = Deployment::new("neo4j-outage");
+    // Small batches and a generous deadline: without the cache every batch asks Neo4j, and
+    // the shared two-core machine must answer them in time while the server is up.
+    let deadline_ms = 500;
+    let config = d.write_config(
+        dir.path(),
+        &format!(
+            "[pipeline]\nbatch_size = 64\n\
+             [graph]\nkind = \"neo4j\"\nuri = \"{}\"\nuser = \"neo4j\"\npassword = \"{}\"\n\
+             batch_deadline = \"{deadline_ms}ms\"\nquery_timeout = \"1s\"\ncache_enabled = false\n",
+            server.uri(),
+            password()
+        ),
+    );
+    let summary = dir.path().join("summary.json");
+    let mut job = Job::start(
+        &config,
+        &["--summary-json", summary.to_str().unwrap()],
+        dir.path().join("job.log"),
+    );
+    let mut produced = 0i64;
+    let mut send = |part: usize, job: &mut Job| {
+        produce(&d.input, &parts[part].0, 4);
+        produced += parts[part].1.len() as i64;
+        wait_for_messages(&d.results, produced, Duration::from_secs(120), Some(job));
+    };
+
+    // Up: enriched. The first batches may miss the deadline while connections open.
+    send(0, &mut job);
+    send(1, &mut job);
+    let seen = statuses(&d.results);
+    let ok = parts[1].1.iter().filter(|id| seen[*id] == "ok").count();
+    assert!(ok > parts[1].1.len() / 2, "with Neo4j up most results are ok ({ok})");
+
+    // Down: results keep flowing, marked unavailable.
+    server.stop();
+    let down_at = Instant::now();
+    for part in 2..5 {
+        send(part, &mut job);
+    }
+    let seen = statuses(&d.results);
+    let unavailable = parts[4].1.iter().filter(|id| seen[*id] == "unavailable").count();
+    assert_eq!(
+        unavailable,
+        parts[4].1.len(),
+        "with Neo4j down every result says unavailable"
+    );
+    assert!(down_at.elapsed() < Duration::from_secs(100));
+
+    // Back: enrichment resumes without restarting the job.
+    server.restart();
+    let back_at = Instant::now();
+    let mut part = 5;
+    let recovered = loop {
+        send(part, &mut job);
+        let seen = statuses(&d.results);
+        if parts[part].1.iter().all(|id| seen[id.as_str()] == "ok") {
+            break true;
+        }
+        part += 1;
+        if part == parts.len() || back_at.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert!(recovered, "results are ok again once Neo4j is back; log:\n{}", job.log_text());
+
+    job.signal("TERM");
+    let status = job.wait(Duration::from_secs(60));
+    assert!(status.success(), "job failed: {status}\n{}", job.log_text());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let waited_ms = summary["graph_wait_ms"]["max"].as_f64().unwrap();
+    // Bounded by the deadline plus scheduling noise, not by the driver's minute of retries.
+    assert!(
+        waited_ms < (deadline_ms + 900) as f64,
+        "a batch waited {waited_ms} ms for the graph; the deadline is {deadline_ms} ms"
+    );
+    assert!(summary["graph_unavailable"].as_u64().unwrap() >= parts[4].1.len() as u64);
+}
