@@ -11,8 +11,8 @@ use riskstream_config::Config;
 mod cmd;
 
 use cmd::{
-    gen as gen_cmd, passthrough as passthrough_cmd, produce as produce_cmd, results as results_cmd,
-    run as job, train as train_cmd,
+    gen as gen_cmd, passthrough as passthrough_cmd, produce as produce_cmd, replay as replay_cmd,
+    results as results_cmd, run as job, train as train_cmd,
 };
 
 #[derive(Parser)]
@@ -39,6 +39,9 @@ enum Command {
     Produce(produce_cmd::ProduceArgs),
     /// Query the results topic: by account, decision and time range, or follow it.
     Results(results_cmd::ResultsArgs),
+    /// Re-run a time range of the input for incident analysis and compare it with what was
+    /// published: report.json and report.html.
+    Replay(replay_cmd::ReplayArgs),
     /// Benchmark baseline: forward Kafka messages unchanged with the job's own consumer
     /// and producer.
     #[command(hide = true)]
@@ -65,7 +68,7 @@ fn main() -> ExitCode {
     // The job's stages already keep every core busy, and its micro-batches are too small
     // for a parallel matrix multiply to pay off: score on one thread. Training has nothing
     // else to do and uses them all.
-    pin_thread_count(matches!(cli.command, Command::Run(_)));
+    pin_thread_count(matches!(cli.command, Command::Run(_) | Command::Replay(_)));
     riskstream_pipeline::logging::init();
     match dispatch(cli) {
         Ok(code) => code,
@@ -111,6 +114,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Results(args) => {
             runtime()?.block_on(results_cmd::results(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay(args) => {
+            runtime()?.block_on(replay_cmd::replay(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Passthrough(args) => {

@@ -5,6 +5,7 @@ pub mod gen;
 pub mod output;
 pub mod passthrough;
 pub mod produce;
+pub mod replay;
 pub mod results;
 pub mod run;
 pub mod setup;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 
 use riskstream_config::{AggregateKey, Config, GraphKind, ModelDevice, SinkKind, SourceKind};
-use riskstream_graph::{EntityKind, GraphEnricher, MemoryGraph};
+use riskstream_graph::{EntityKind, GraphEnricher, GraphRecord, MemoryGraph};
 use riskstream_inference::{DeviceChoice, Model};
 use riskstream_pipeline::aggregate::{AggregateOptions, Aggregator, Snapshots};
 use riskstream_pipeline::engine::{Engine, EngineOptions};
@@ -74,6 +74,7 @@ pub fn aggregate_options(config: &Config) -> AggregateOptions {
         windows: config.aggregate.windows.clone(),
         distinct_window: config.aggregate.distinct_window,
         workers: config.pipeline.effective_workers(),
+        baseline_interval: config.snapshot.interval,
         ..AggregateOptions::default()
     }
 }
@@ -184,6 +185,50 @@ pub fn memory_graph(path: &Path, max_hops: u32) -> anyhow::Result<MemoryGraph> {
     })
 }
 
+/// The graph enricher that `graph.kind` asks for, and a description for the run summary.
+/// For the in-memory graph the file is `--graph` (`graph_arg`), else `graph.path`, else a
+/// `graph.jsonl` beside the input file, else the generator's own graph. Shared by `run`
+/// and `replay`, so a replay enriches exactly as the job does.
+pub fn graph(
+    config: &Config,
+    graph_arg: Option<&Path>,
+    input_path: Option<&Path>,
+    generated_graph: Option<Vec<GraphRecord>>,
+) -> anyhow::Result<(Option<Arc<dyn GraphEnricher>>, String)> {
+    let max_hops = config.graph.max_hops;
+    let chosen: (Option<Arc<dyn GraphEnricher>>, String) = match config.graph.kind {
+        GraphKind::None => (None, "none".into()),
+        GraphKind::Neo4j => bail!(
+            "graph.kind = \"neo4j\" is not available in this build yet; use \"memory\" or \"none\""
+        ),
+        GraphKind::Memory => {
+            let explicit = graph_arg.map(Path::to_path_buf).or_else(|| {
+                (!config.graph.path.is_empty()).then(|| PathBuf::from(&config.graph.path))
+            });
+            let beside_input = input_path
+                .and_then(|p| p.parent().map(|d| d.join("graph.jsonl")))
+                .filter(|p| p.is_file());
+            if let Some(path) = explicit.or(beside_input) {
+                let graph = memory_graph(&path, max_hops)?;
+                let text = format!("memory ({}, {} nodes)", path.display(), graph.node_count());
+                (Some(Arc::new(graph)), text)
+            } else if let Some(records) = generated_graph {
+                let graph = MemoryGraph::from_records(records, max_hops)
+                    .context("the generated graph is invalid")?;
+                let text = format!("memory (generated, {} nodes)", graph.node_count());
+                (Some(Arc::new(graph)), text)
+            } else {
+                tracing::warn!(
+                    "no graph file: set graph.path or --graph (or put graph.jsonl beside the input); \
+                     events are scored without graph features (graph.status = \"skipped\")"
+                );
+                (None, "none (no graph file)".into())
+            }
+        }
+    };
+    Ok(chosen)
+}
+
 /// Builds the job: source, graph, model, engine and sink paths.
 pub fn build(
     config: &Config,
@@ -231,41 +276,12 @@ pub fn build(
         }
     };
 
-    let max_hops = config.graph.max_hops;
-    let (enricher, graph_description): (Option<Arc<dyn GraphEnricher>>, String) = match config
-        .graph
-        .kind
-    {
-        GraphKind::None => (None, "none".into()),
-        GraphKind::Neo4j => bail!(
-            "graph.kind = \"neo4j\" is not available in this build yet; use \"memory\" or \"none\""
-        ),
-        GraphKind::Memory => {
-            let explicit = args.graph.clone().or_else(|| {
-                (!config.graph.path.is_empty()).then(|| PathBuf::from(&config.graph.path))
-            });
-            let beside_input = input_path
-                .as_ref()
-                .and_then(|p| p.parent().map(|d| d.join("graph.jsonl")))
-                .filter(|p| p.is_file());
-            if let Some(path) = explicit.or(beside_input) {
-                let graph = memory_graph(&path, max_hops)?;
-                let text = format!("memory ({}, {} nodes)", path.display(), graph.node_count());
-                (Some(Arc::new(graph)), text)
-            } else if let Some(records) = generated_graph {
-                let graph = MemoryGraph::from_records(records, max_hops)
-                    .context("the generated graph is invalid")?;
-                let text = format!("memory (generated, {} nodes)", graph.node_count());
-                (Some(Arc::new(graph)), text)
-            } else {
-                tracing::warn!(
-                    "no graph file: set graph.path or --graph (or put graph.jsonl beside the input); \
-                     events are scored without graph features (graph.status = \"skipped\")"
-                );
-                (None, "none (no graph file)".into())
-            }
-        }
-    };
+    let (enricher, graph_description) = graph(
+        config,
+        args.graph.as_deref(),
+        input_path.as_deref(),
+        generated_graph,
+    )?;
 
     let model = load_model(config, args.model.as_deref())?;
     let engine = engine(config, Some(&model), enricher, metrics, deterministic)?;
