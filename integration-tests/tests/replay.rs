@@ -14,7 +14,7 @@ use riskstream_integration_tests::kafka::{
 };
 use riskstream_integration_tests::{repo_root, riskstream_bin};
 
-const EVENTS: u64 = 20_000;
+const EVENTS: u64 = 30_000;
 const HOUR_MS: i64 = 3_600_000;
 
 /// The job's run over the generated data, shared by the tests of this file.
@@ -143,17 +143,20 @@ fn replay(
     )
 }
 
-/// The range `[start + offset, start + offset + length)` of the generated data and how
-/// many input events fall in it.
-fn range(f: &Fixture, offset_ms: i64, length_ms: i64) -> (i64, i64, u64) {
-    let start = f
-        .times
-        .iter()
-        .copied()
-        .min()
-        .expect("events were generated");
-    let from = start + offset_ms;
+/// A range of `length_ms` starting at the event `fraction` of the way through the
+/// generated data (in event order; two days of data, so 0.6 and later lie more than a day
+/// in), and how many input events fall in it.
+fn range(f: &Fixture, fraction: f64, length_ms: i64) -> (i64, i64, u64) {
+    let mut sorted = f.times.clone();
+    sorted.sort_unstable();
+    let index = ((sorted.len() as f64 * fraction) as usize).min(sorted.len() - 1);
+    let from = sorted[index] / 60_000 * 60_000;
     let to = from + length_ms;
+    let start = sorted[0];
+    assert!(
+        from - start > 24 * HOUR_MS,
+        "the range starts more than a day in"
+    );
     let n = f.times.iter().filter(|t| (from..to).contains(*t)).count() as u64;
     assert!(n > 100, "the range holds {n} events; the test needs more");
     (from, to, n)
@@ -175,7 +178,7 @@ fn replaying_a_range_with_the_whole_history_reproduces_every_published_decision(
         Some(&(EVENTS as i64)),
         "the job committed its input"
     );
-    let (from, to, n) = range(f, 26 * HOUR_MS, HOUR_MS);
+    let (from, to, n) = range(f, 0.75, HOUR_MS);
     let out = f.dir.join("same-model");
     let (report, stdout) = replay(f, from, to, &out, &["--warm-up", "all"]);
     assert_eq!(
@@ -219,7 +222,7 @@ fn replaying_a_range_with_the_whole_history_reproduces_every_published_decision(
 #[test]
 fn warm_up_makes_window_aggregates_at_from_equal_the_live_jobs() {
     let f = fixture();
-    let (from, to, n) = range(f, 26 * HOUR_MS, 15 * 60_000);
+    let (from, to, n) = range(f, 0.75, 15 * 60_000);
     let (report, _) = replay(f, from, to, &f.dir.join("warm-up-default"), &[]);
     assert_eq!(count(&report, "/events"), n);
     assert_eq!(count(&report, "/no_published_result"), 0);
@@ -282,7 +285,7 @@ fn decision(score: f64, review: f64, block: f64) -> &'static str {
 #[test]
 fn a_model_with_other_thresholds_reports_exactly_the_decisions_they_move() {
     let f = fixture();
-    let (from, to, _) = range(f, 26 * HOUR_MS, HOUR_MS);
+    let (from, to, _) = range(f, 0.75, HOUR_MS);
     let (review, block) = (0.05, 0.3);
     let model = model_with_thresholds(&f.dir, review, block);
     let out = f.dir.join("strict-model");
@@ -335,7 +338,7 @@ fn a_model_with_other_thresholds_reports_exactly_the_decisions_they_move() {
 #[test]
 fn two_replays_of_the_same_range_write_byte_identical_reports() {
     let f = fixture();
-    let (from, to, _) = range(f, 27 * HOUR_MS, 30 * 60_000);
+    let (from, to, _) = range(f, 0.8, 30 * 60_000);
     let a = f.dir.join("twice-a");
     let b = f.dir.join("twice-b");
     replay(f, from, to, &a, &[]);
@@ -403,7 +406,7 @@ fn the_html_report_renders_in_headless_chromium_without_console_errors() {
         "a script error must show in Chromium's log:\n{stderr}"
     );
 
-    let (from, to, _) = range(f, 26 * HOUR_MS, HOUR_MS);
+    let (from, to, _) = range(f, 0.75, HOUR_MS);
     let model = model_with_thresholds(&f.dir.join("html-model"), 0.05, 0.3);
     let out = f.dir.join("html");
     let (report, _) = replay(

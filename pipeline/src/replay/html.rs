@@ -93,9 +93,9 @@ pub fn render(report: &Report) -> String {
         page,
         r#"<section class="grid">
 <div class="panel"><h2>Decisions before and after</h2>{decisions}</div>
-<div class="panel wide"><h2>Events and decisions over time <span class="muted">(replayed; line: published blocks)</span></h2>{time}</div>
-<div class="panel"><h2>Score distribution <span class="muted">(log scale)</span></h2>{scores}</div>
+<div class="panel"><h2>Score distribution <span class="muted">(log scale; dashed: thresholds)</span></h2>{scores}</div>
 <div class="panel"><h2>Top accounts by blocks</h2>{accounts}</div>
+<div class="panel wide"><h2>Events and decisions over time <span class="muted">(replayed; dashed line: published blocks)</span></h2>{time}</div>
 </section>
 "#,
         decisions = decisions_table(report),
@@ -250,8 +250,11 @@ fn time_chart(report: &Report) -> String {
         .map(|c| c.iter().sum::<u64>())
         .max()
         .unwrap_or(0)
-        .max(1);
-    let (w, h, left, bottom, top) = (760.0, 220.0, 48.0, 28.0, 10.0);
+        .max(1)
+        // Four grid lines at whole numbers.
+        .div_ceil(4)
+        * 4;
+    let (w, h, left, bottom, top) = (1100.0, 220.0, 48.0, 28.0, 10.0);
     let plot_h = h - bottom - top;
     let bar_w = (w - left - 10.0) / buckets as f64;
     let mut svg = format!(
@@ -329,7 +332,7 @@ fn axis_y(svg: &mut String, left: f64, top: f64, plot_h: f64, w: f64, max: f64) 
 fn format_count(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.0}k", v / 1000.0)
-    } else if v >= 10.0 || v == 0.0 {
+    } else if v.fract() == 0.0 || v >= 4.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
@@ -633,9 +636,9 @@ h1{margin:0 0 4px;font-size:24px}h2{font-size:15px;margin:0 0 10px}
 .card{background:#fff;border-radius:8px;padding:10px 16px;min-width:130px;box-shadow:0 1px 2px #0002}
 .card .value{font-size:24px;font-weight:600}.card .label{color:#6b778a;font-size:12px}
 .card.alert .value{color:#d0463c}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:14px;margin-bottom:14px}
+.grid{display:grid;grid-template-columns:1fr 1fr 1fr;gap:14px;margin-bottom:14px}
 .panel{background:#fff;border-radius:8px;padding:14px 16px;box-shadow:0 1px 2px #0002;margin-bottom:14px;overflow-x:auto}
-.grid .panel{margin-bottom:0}.panel.wide{grid-column:span 2}
+.grid .panel{margin-bottom:0}.panel.wide{grid-column:1 / -1}
 svg{width:100%;height:auto}svg.path{width:auto}
 .tick{font-size:10px;fill:#6b778a}.grid line,line.grid{stroke:#e3e8ef}
 .node{font-size:10px;fill:#1d2433}.node.flagged{fill:#a3261d;font-weight:600}

@@ -57,8 +57,9 @@ pub enum ReplayError {
     },
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// Boxed: the engine's errors are large and rare.
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(Box<EngineError>),
     #[error("cannot read or write `{path}`: {source}")]
     Io {
         path: String,
@@ -66,6 +67,12 @@ pub enum ReplayError {
     },
     #[error("--from ({from}) is not before --to ({to}): give a non-empty range")]
     EmptyRange { from: String, to: String },
+}
+
+impl From<EngineError> for ReplayError {
+    fn from(error: EngineError) -> Self {
+        ReplayError::Engine(Box::new(error))
+    }
 }
 
 /// What to replay.
