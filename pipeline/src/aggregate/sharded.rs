@@ -554,6 +554,52 @@ mod tests {
         }
     }
 
+    fn at_merchant(ts_ms: i64, amount: f64) -> Event {
+        Event {
+            merchant_id: Some("M-1".to_string()),
+            ..event(ts_ms, "A-1", None, amount)
+        }
+    }
+
+    fn baselines(batches: &[&[Event]]) -> Vec<Option<AmountBaseline>> {
+        let aggregator = Aggregator::new(AggregateOptions {
+            baseline_interval: Duration::from_secs(2),
+            ..AggregateOptions::default()
+        })
+        .unwrap();
+        batches
+            .iter()
+            .flat_map(|batch| aggregator.apply_batch(batch))
+            .map(|aggregates| aggregates.merchant_baseline().copied())
+            .collect()
+    }
+
+    #[test]
+    fn merchant_baselines_are_cut_at_event_time_boundaries_whatever_the_batches() {
+        let events: Vec<Event> = [
+            (100, 10.0),
+            (900, 20.0),
+            (2_100, 30.0),
+            (2_500, 40.0),
+            (4_000, 50.0),
+        ]
+        .into_iter()
+        .map(|(ts, amount)| at_merchant(ts, amount))
+        .collect();
+        let whole = baselines(&[&events]);
+        let one_by_one: Vec<&[Event]> = events.chunks(1).collect();
+        let uneven: Vec<&[Event]> = vec![&events[..3], &events[3..]];
+        assert_eq!(whole, baselines(&one_by_one));
+        assert_eq!(whole, baselines(&uneven));
+        // Nothing before the merchant's first boundary; events of one interval see the
+        // baseline of everything before that interval, not each other.
+        assert_eq!(whole[0], None);
+        assert_eq!(whole[1], None);
+        assert!(whole[2].is_some());
+        assert_eq!(whole[2], whole[3]);
+        assert_ne!(whole[3], whole[4]);
+    }
+
     #[test]
     fn each_event_sees_its_keys_including_itself() {
         let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();

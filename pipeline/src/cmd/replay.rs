@@ -244,6 +244,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayOutcome> {
         report,
     };
     print_summary(&outcome, &json_path, &html_path)?;
+    if args.warm_up.as_deref() != Some("all") {
+        println!(
+            "  note          window aggregates are rebuilt exactly; first-seen times, the previous \
+             payment and country, and running amount means reach further back than the warm-up \
+             and may differ from the job's: --warm-up all reproduces them"
+        );
+    }
     Ok(outcome)
 }
 

@@ -129,7 +129,6 @@ struct Cursor {
     next: i64,
     /// Nothing more will be taken from this partition.
     done: bool,
-    waiting_since: Instant,
     read: PartitionRead,
 }
 
@@ -176,7 +175,6 @@ impl KafkaReader {
                 queue: VecDeque::new(),
                 next: span.start,
                 done,
-                waiting_since: Instant::now(),
                 read: PartitionRead {
                     partition: span.partition,
                     first_offset: None,
@@ -204,6 +202,7 @@ impl KafkaReader {
 
     /// Polls until every partition that still has records to give has one queued.
     fn fill(&mut self) -> Result<(), ReplayError> {
+        let mut idle_since = Instant::now();
         while let Some(starved) = self
             .cursors
             .iter()
@@ -211,7 +210,7 @@ impl KafkaReader {
         {
             let Some(polled) = self.consumer.poll(Duration::from_millis(100)) else {
                 let cursor = &self.cursors[starved];
-                if cursor.waiting_since.elapsed() > STALL {
+                if idle_since.elapsed() > STALL {
                     return Err(ReplayError::Stalled {
                         topic: self.topic.to_string(),
                         partition: cursor.span.partition,
@@ -237,7 +236,7 @@ impl KafkaReader {
                 continue;
             }
             cursor.next = message.offset() + 1;
-            cursor.waiting_since = Instant::now();
+            idle_since = Instant::now();
             let ts = message.timestamp().to_millis().unwrap_or(i64::MIN);
             if ts >= self.to_ms {
                 cursor.done = true;

@@ -365,3 +365,123 @@ fn encode(
 pub fn event_ids(replayed: &Replayed) -> HashSet<String> {
     replayed.events.iter().map(|e| e.event_id.clone()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use riskstream_inference::DeviceChoice;
+
+    use super::*;
+    use crate::aggregate::{AggregateOptions, Aggregator, Snapshots};
+    use crate::decode::parse_ts;
+    use crate::engine::EngineOptions;
+    use crate::features::FeatureLayout;
+    use crate::metrics::Metrics;
+
+    fn engine(model: &Model) -> Engine {
+        let options = AggregateOptions::default();
+        let layout = FeatureLayout::new(&options.windows, 3);
+        Engine::check_model(model, &layout).unwrap();
+        let aggregator = Aggregator::new(options.clone()).unwrap();
+        let snapshots = Snapshots::new(&aggregator);
+        let thresholds = model.thresholds();
+        Engine {
+            options: EngineOptions {
+                max_event_bytes: 4096,
+                graph_deadline: Duration::from_secs(1),
+                snapshot_interval: Duration::from_secs(2),
+                deterministic: true,
+                thresholds: (thresholds.review, thresholds.block),
+            },
+            aggregate_names: Engine::names_for(&options.windows),
+            aggregator,
+            snapshots,
+            enricher: None,
+            layout,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
+    fn model() -> Model {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/riskstream-v1");
+        Model::load(&dir, DeviceChoice::Cpu).unwrap()
+    }
+
+    fn line(id: &str, ts: &str, account: &str) -> String {
+        format!(
+            r#"{{"event_id":"{id}","ts":"{ts}","account_id":"{account}","merchant_id":"M-1","amount":25.0,"channel":"card","country":"DE"}}"#
+        )
+    }
+
+    fn ms(ts: &str) -> i64 {
+        parse_ts(ts).unwrap()
+    }
+
+    async fn run(file: &Path, read_batch: usize, score_batch: usize) -> Replayed {
+        let model = model();
+        let engine = engine(&model);
+        let mut reader = FileReader::open(file, 4096, 256).unwrap();
+        let options = ReplayOptions {
+            from_ms: ms("2026-11-22T11:00:00Z"),
+            to_ms: ms("2026-11-22T11:30:00Z"),
+            warm_up_from_ms: ms("2026-11-22T10:10:00Z"),
+            accounts: BTreeSet::new(),
+            read_batch,
+            score_batch,
+        };
+        replay(&engine, &model, &mut reader, &options, &mut |_| {})
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn only_the_range_is_reported_and_the_warm_up_builds_its_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut file = std::fs::File::create(&path).unwrap();
+        for text in [
+            line("e-1", "2026-11-22T10:00:00Z", "A-1"),
+            line("e-2", "2026-11-22T10:30:00Z", "A-1"),
+            line("e-3", "2026-11-22T10:59:30Z", "A-1"),
+            line("e-4", "2026-11-22T11:00:10Z", "A-1"),
+            "this is not json".to_string(),
+            line("e-5", "2026-11-22T11:00:20Z", "A-1"),
+            line("e-6", "2026-11-22T12:00:00Z", "A-1"),
+        ] {
+            writeln!(file, "{text}").unwrap();
+        }
+        drop(file);
+        let replayed = run(&path, 100, 512).await;
+        let ids: Vec<&str> = replayed
+            .events
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect();
+        assert_eq!(ids, ["e-4", "e-5"]);
+        assert_eq!(
+            replayed.skipped_before_warm_up, 1,
+            "e-1 is before the warm-up"
+        );
+        assert_eq!(replayed.warm_up_events, 2);
+        assert_eq!(replayed.dead_letters.len(), 1);
+        assert_eq!(replayed.dead_letters[0].kind, "not_json");
+        assert_eq!(replayed.dead_letters[0].offset, 4);
+        let account = &replayed.events[1].result["aggregates"]["account"];
+        assert_eq!(account["count_1h"], 4, "e-2, e-3, e-4 and e-5: {account}");
+        assert_eq!(account["count_24h"], 4, "e-1 was not read: {account}");
+
+        // Neither the read batches nor the scoring batches change a result.
+        let other = run(&path, 1, 1).await;
+        let results = |r: &Replayed| {
+            r.events
+                .iter()
+                .map(|e| e.result.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(results(&replayed), results(&other));
+    }
+}
