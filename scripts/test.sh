@@ -2,9 +2,9 @@
 # Runs every check and test of riskstream on a fresh machine: formatting, lints, unit and
 # end-to-end tests, and the integration tests against a real Kafka broker and a real Neo4j
 # server. Installs what it needs first (a Rust toolchain with rustfmt and clippy, the
-# OpenSSL headers the Kafka client builds against), starts both services on loopback
-# (jars from Maven Central, cached in .cache/services) and stops them again at the end,
-# also when a test fails.
+# OpenSSL headers the Kafka client builds against, Chromium for the replay report test),
+# starts both services on loopback (jars from Maven Central, cached in .cache/services) and
+# stops them again at the end, also when a test fails.
 # Usage: scripts/test.sh            (from anywhere; it works in the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +27,9 @@ if ! pkg-config --exists openssl 2>/dev/null; then
   sudo_if_needed apt-get update -qq
   sudo_if_needed apt-get install -y -qq libssl-dev pkg-config
 fi
+
+log "Chromium for the replay report test"
+scripts/install-chromium.sh
 
 # Two cores: build once in the test profile, with dependencies optimised so the
 # end-to-end tests run the job at a realistic speed.

@@ -290,10 +290,11 @@ impl Engine {
         raw.clear();
         raw.resize(events.len() * n, 0.0);
         for (i, event) in events.iter().enumerate() {
-            let baseline = event
-                .merchant_id
-                .as_deref()
-                .and_then(|m| enriched.snapshot.baselines.merchant(m))
+            // Cut at event-time boundaries by the aggregator, not read from the current
+            // snapshot: which snapshot an event meets depends on batch and wall-clock
+            // timing, and a replay must reproduce the live job's features.
+            let baseline = enriched.aggregates[i]
+                .merchant_baseline()
                 .map(|b| (b.mean, b.std));
             self.layout.assemble(
                 event,

@@ -16,6 +16,8 @@ pub mod gen;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;
+pub mod replay;
 pub mod result;
 pub mod sink;
 pub mod source;
+pub mod time;

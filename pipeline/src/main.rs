@@ -13,7 +13,7 @@ mod cmd;
 use cmd::graph as graph_cmd;
 use cmd::{
     bench as bench_cmd, gen as gen_cmd, passthrough as passthrough_cmd, produce as produce_cmd,
-    results as results_cmd, run as job, train as train_cmd,
+    replay as replay_cmd, results as results_cmd, run as job, train as train_cmd,
 };
 
 #[derive(Parser)]
@@ -43,6 +43,9 @@ enum Command {
     /// End-to-end benchmark: the job against a passthrough baseline of the same input,
     /// interleaved in one session (file → file, or Kafka → Kafka with --kafka).
     Bench(bench_cmd::BenchArgs),
+    /// Re-run a time range of the input for incident analysis and compare it with what was
+    /// published: report.json and report.html.
+    Replay(replay_cmd::ReplayArgs),
     /// Benchmark baseline: forward Kafka messages (or copy file lines) unchanged with the
     /// job's own source and sink.
     #[command(hide = true)]
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
     // The job's stages already keep every core busy, and its micro-batches are too small
     // for a parallel matrix multiply to pay off: score on one thread. Training has nothing
     // else to do and uses them all.
-    pin_thread_count(matches!(cli.command, Command::Run(_)));
+    pin_thread_count(matches!(cli.command, Command::Run(_) | Command::Replay(_)));
     riskstream_pipeline::logging::init();
     match dispatch(cli) {
         Ok(code) => code,
@@ -120,6 +123,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Results(args) => {
             runtime()?.block_on(results_cmd::results(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay(args) => {
+            runtime()?.block_on(replay_cmd::replay(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Passthrough(args) => {

@@ -127,8 +127,8 @@ mod reference;
 
 pub use layered::LayeredMap;
 pub use options::{
-    default_amount_ew_alpha, default_distinct_window, default_kinds, default_windows,
-    AggregateError, AggregateOptions, MAX_WORKERS,
+    default_amount_ew_alpha, default_baseline_interval, default_distinct_window, default_kinds,
+    default_windows, AggregateError, AggregateOptions, MAX_WORKERS,
 };
 pub use sharded::{
     Aggregator, AggregatorMetrics, AmountBaseline, ChangeSet, EventAggregates, GLOBAL_EW_ALPHA,

@@ -28,6 +28,12 @@ pub struct AggregateOptions {
     /// variance, in (0, 1] (`aggregate.amount_ew_alpha`). Default 0.05: about the last 20
     /// events of the key dominate.
     pub amount_ew_alpha: f64,
+    /// Event-time interval at whose boundaries the merchant amount baselines that the
+    /// scorer reads are cut (`snapshot.interval`). An event sees each merchant's baseline as
+    /// it stood at the last boundary (a multiple of the interval) before the event, so the
+    /// value depends only on event times and per-key order, never on batch sizes or
+    /// wall-clock timing: a replay of the same input reproduces it. Default: 2 s.
+    pub baseline_interval: Duration,
 }
 
 /// The most workers one aggregator starts; more would only add scheduling overhead since
@@ -42,6 +48,7 @@ impl Default for AggregateOptions {
             distinct_window: default_distinct_window(),
             workers: 1,
             amount_ew_alpha: default_amount_ew_alpha(),
+            baseline_interval: default_baseline_interval(),
         }
     }
 }
@@ -68,6 +75,12 @@ pub fn default_windows() -> Vec<Duration> {
 /// 1 h: the fan-out horizon for mule-account patterns.
 pub fn default_distinct_window() -> Duration {
     Duration::from_secs(3600)
+}
+
+/// 2 s: the default `snapshot.interval`, so baselines lag the stream about as much as a
+/// snapshot does.
+pub fn default_baseline_interval() -> Duration {
+    Duration::from_secs(2)
 }
 
 /// 0.05: roughly the last 20 events of a key dominate its amount baseline.

@@ -66,6 +66,7 @@ const OWNER_HASHER: ahash::RandomState = ahash::RandomState::with_seeds(
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct EventAggregates {
     by_kind: [Option<KeyValues>; KIND_COUNT],
+    merchant_baseline: Option<AmountBaseline>,
 }
 
 impl EventAggregates {
@@ -73,6 +74,14 @@ impl EventAggregates {
     /// such key (e.g. no `device_id`).
     pub fn get(&self, kind: EntityKind) -> Option<&KeyValues> {
         self.by_kind[kind_index(kind)].as_ref()
+    }
+
+    /// The event's merchant's amount baseline as it stood at the last event-time boundary
+    /// (a multiple of [`AggregateOptions::baseline_interval`]) before the event; `None`
+    /// before the merchant's first boundary, when the event names no merchant, or when
+    /// merchant keys are not aggregated.
+    pub fn merchant_baseline(&self) -> Option<&AmountBaseline> {
+        self.merchant_baseline.as_ref()
     }
 
     /// Whether the event was late for any of its keys.
@@ -176,6 +185,27 @@ struct BatchState {
     global_var: f64,
     global_events: u64,
     drains: u64,
+    /// Per merchant: its baseline at the last event-time boundary and its newest one.
+    merchant_cuts: ahash::AHashMap<Arc<str>, BaselineCut>,
+}
+
+/// One merchant's amount baseline cut at event-time boundaries: `cut` is what events of
+/// interval `epoch` see, `latest` the baseline after the merchant's newest event.
+#[derive(Debug, Clone, Copy)]
+struct BaselineCut {
+    epoch: i64,
+    cut: Option<AmountBaseline>,
+    latest: Option<AmountBaseline>,
+}
+
+impl Default for BaselineCut {
+    fn default() -> Self {
+        BaselineCut {
+            epoch: i64::MIN,
+            cut: None,
+            latest: None,
+        }
+    }
 }
 
 /// The sliding-window aggregator: live per-key state, applied in batches.
@@ -314,6 +344,9 @@ impl Aggregator {
                 }
             }
         }
+        if self.configured[kind_index(EntityKind::Merchant)] {
+            self.cut_merchant_baselines(&mut batch, events, &mut out);
+        }
         drop(batch);
 
         let late = out.iter().filter(|event| event.is_late()).count() as u64;
@@ -322,6 +355,45 @@ impl Aggregator {
             .events_applied
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         out
+    }
+
+    /// Gives each event its merchant's baseline as of the last event-time boundary before
+    /// it. Runs in batch order after the workers, so it sees each merchant's events in the
+    /// order they were applied; the result depends on event times and that order only.
+    fn cut_merchant_baselines(
+        &self,
+        batch: &mut BatchState,
+        events: &[Event],
+        out: &mut [EventAggregates],
+    ) {
+        let interval = (self.options.baseline_interval.as_millis() as i64).max(1);
+        let merchant = kind_index(EntityKind::Merchant);
+        for (event, aggregates) in events.iter().zip(out.iter_mut()) {
+            let (Some(id), Some(values)) = (
+                key_of(event, EntityKind::Merchant),
+                aggregates.by_kind[merchant],
+            ) else {
+                continue;
+            };
+            if !batch.merchant_cuts.contains_key(id) {
+                batch
+                    .merchant_cuts
+                    .insert(Arc::from(id), BaselineCut::default());
+            }
+            let Some(entry) = batch.merchant_cuts.get_mut(id) else {
+                continue;
+            };
+            let epoch = event.ts_ms.div_euclid(interval);
+            if epoch > entry.epoch {
+                entry.cut = entry.latest;
+                entry.epoch = epoch;
+            }
+            aggregates.merchant_baseline = entry.cut;
+            entry.latest = Some(AmountBaseline {
+                mean: values.amount_mean,
+                std: values.amount_std,
+            });
+        }
     }
 
     /// One worker's pass over the batch: applies the updates of the keys it owns, in batch
@@ -480,6 +552,52 @@ mod tests {
             channel: None,
             country: None,
         }
+    }
+
+    fn at_merchant(ts_ms: i64, amount: f64) -> Event {
+        Event {
+            merchant_id: Some("M-1".to_string()),
+            ..event(ts_ms, "A-1", None, amount)
+        }
+    }
+
+    fn baselines(batches: &[&[Event]]) -> Vec<Option<AmountBaseline>> {
+        let aggregator = Aggregator::new(AggregateOptions {
+            baseline_interval: Duration::from_secs(2),
+            ..AggregateOptions::default()
+        })
+        .unwrap();
+        batches
+            .iter()
+            .flat_map(|batch| aggregator.apply_batch(batch))
+            .map(|aggregates| aggregates.merchant_baseline().copied())
+            .collect()
+    }
+
+    #[test]
+    fn merchant_baselines_are_cut_at_event_time_boundaries_whatever_the_batches() {
+        let events: Vec<Event> = [
+            (100, 10.0),
+            (900, 20.0),
+            (2_100, 30.0),
+            (2_500, 40.0),
+            (4_000, 50.0),
+        ]
+        .into_iter()
+        .map(|(ts, amount)| at_merchant(ts, amount))
+        .collect();
+        let whole = baselines(&[&events]);
+        let one_by_one: Vec<&[Event]> = events.chunks(1).collect();
+        let uneven: Vec<&[Event]> = vec![&events[..3], &events[3..]];
+        assert_eq!(whole, baselines(&one_by_one));
+        assert_eq!(whole, baselines(&uneven));
+        // Nothing before the merchant's first boundary; events of one interval see the
+        // baseline of everything before that interval, not each other.
+        assert_eq!(whole[0], None);
+        assert_eq!(whole[1], None);
+        assert!(whole[2].is_some());
+        assert_eq!(whole[2], whole[3]);
+        assert_ne!(whole[3], whole[4]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod graph;
 pub mod output;
 pub mod passthrough;
 pub mod produce;
+pub mod replay;
 pub mod results;
 pub mod run;
 pub mod setup;

@@ -17,8 +17,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use riskstream_config::Config;
-use riskstream_pipeline::decode::parse_ts;
 use riskstream_pipeline::kafka::{client_config, LogContext, START_TIMEOUT};
+use riskstream_pipeline::time::{parse_period, parse_time};
 
 /// Options of `riskstream results`.
 #[derive(Debug, Clone, clap::Args)]
@@ -99,38 +99,6 @@ struct Fields<'a> {
 #[derive(serde::Deserialize)]
 struct ReasonField {
     feature: String,
-}
-
-/// A point in time from the command line: RFC 3339, or relative to now (`-15m`, `-2h`).
-pub fn parse_time(text: &str, now_ms: i64) -> anyhow::Result<i64> {
-    if let Some(rest) = text.strip_prefix('-') {
-        return Ok(now_ms - parse_period(rest)?.as_millis() as i64);
-    }
-    parse_ts(text).map_err(|e| {
-        anyhow::anyhow!("`{text}` is not a time: {e}; use RFC 3339 (2026-11-22T10:03:00Z) or a relative time like -15m")
-    })
-}
-
-/// A period: a number and a unit `ms`, `s`, `m`, `h` or `d`.
-pub fn parse_period(text: &str) -> anyhow::Result<Duration> {
-    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &text[digits.len()..];
-    let n: u64 = digits.parse().map_err(|_| {
-        anyhow::anyhow!("`{text}` is not a period; use a number and a unit: 30s, 10m, 2h, 7d")
-    })?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => bail!("`{text}` has no known unit; use ms, s, m, h or d (30s, 10m, 2h, 7d)"),
-    };
-    let ms = n
-        .checked_mul(unit_ms)
-        .filter(|ms| *ms <= i64::MAX as u64 / 2)
-        .ok_or_else(|| anyhow::anyhow!("`{text}` is too long a period"))?;
-    Ok(Duration::from_millis(ms))
 }
 
 pub async fn results(args: ResultsArgs) -> anyhow::Result<()> {
@@ -298,27 +266,4 @@ fn start_offsets(
             .with_context(|| format!("cannot look up offsets by time in topic `{topic}`"))?;
     }
     Ok(tpl)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_times_count_back_from_now() {
-        assert_eq!(
-            parse_time("-15m", 1_000_000_000).unwrap(),
-            1_000_000_000 - 900_000
-        );
-        assert_eq!(parse_period("2h").unwrap(), Duration::from_secs(7200));
-        assert_eq!(parse_period("7d").unwrap(), Duration::from_secs(7 * 86400));
-    }
-
-    #[test]
-    fn bad_times_name_the_accepted_forms() {
-        let err = parse_time("yesterday", 0).unwrap_err().to_string();
-        assert!(err.contains("RFC 3339") && err.contains("-15m"), "{err}");
-        let err = parse_period("10x").unwrap_err().to_string();
-        assert!(err.contains("unit"), "{err}");
-    }
 }

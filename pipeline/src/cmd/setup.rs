@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 
 use riskstream_config::{AggregateKey, Config, GraphKind, ModelDevice, SinkKind, SourceKind};
 use riskstream_graph::{
-    BreakerOptions, CacheOptions, CacheStats, CachedGraph, EntityKind, GraphEnricher, MemoryGraph,
-    Neo4jGraph, Neo4jOptions,
+    BreakerOptions, CacheOptions, CacheStats, CachedGraph, EntityKind, GraphEnricher, GraphRecord,
+    MemoryGraph, Neo4jGraph, Neo4jOptions,
 };
 use riskstream_inference::{DeviceChoice, Model};
 use riskstream_pipeline::aggregate::{AggregateOptions, Aggregator, Snapshots};
@@ -79,6 +79,7 @@ pub fn aggregate_options(config: &Config) -> AggregateOptions {
         windows: config.aggregate.windows.clone(),
         distinct_window: config.aggregate.distinct_window,
         workers: config.pipeline.effective_workers(),
+        baseline_interval: config.snapshot.interval,
         ..AggregateOptions::default()
     }
 }
@@ -189,6 +190,66 @@ pub fn memory_graph(path: &Path, max_hops: u32) -> anyhow::Result<MemoryGraph> {
     })
 }
 
+/// The graph enricher that `graph.kind` asks for, and a description for the run summary.
+/// For the in-memory graph the file is `--graph` (`graph_arg`), else `graph.path`, else a
+/// `graph.jsonl` beside the input file, else the generator's own graph. Shared by `run`
+/// and `replay`, so a replay enriches exactly as the job does.
+pub fn graph(
+    config: &Config,
+    graph_arg: Option<&Path>,
+    input_path: Option<&Path>,
+    generated_graph: Option<Vec<GraphRecord>>,
+) -> anyhow::Result<ChosenGraph> {
+    let max_hops = config.graph.max_hops;
+    let mut cache = None;
+    let (enricher, description): (Option<Arc<dyn GraphEnricher>>, String) = match config.graph.kind
+    {
+        GraphKind::None => (None, "none".into()),
+        GraphKind::Neo4j => {
+            let (enricher, stats, text) = neo4j_graph(config)?;
+            cache = stats;
+            (Some(enricher), text)
+        }
+        GraphKind::Memory => {
+            let explicit = graph_arg.map(Path::to_path_buf).or_else(|| {
+                (!config.graph.path.is_empty()).then(|| PathBuf::from(&config.graph.path))
+            });
+            let beside_input = input_path
+                .and_then(|p| p.parent().map(|d| d.join("graph.jsonl")))
+                .filter(|p| p.is_file());
+            if let Some(path) = explicit.or(beside_input) {
+                let graph = memory_graph(&path, max_hops)?;
+                let text = format!("memory ({}, {} nodes)", path.display(), graph.node_count());
+                (Some(Arc::new(graph)), text)
+            } else if let Some(records) = generated_graph {
+                let graph = MemoryGraph::from_records(records, max_hops)
+                    .context("the generated graph is invalid")?;
+                let text = format!("memory (generated, {} nodes)", graph.node_count());
+                (Some(Arc::new(graph)), text)
+            } else {
+                tracing::warn!(
+                    "no graph file: set graph.path or --graph (or put graph.jsonl beside the input); \
+                     events are scored without graph features (graph.status = \"skipped\")"
+                );
+                (None, "none (no graph file)".into())
+            }
+        }
+    };
+    Ok(ChosenGraph {
+        enricher,
+        cache,
+        description,
+    })
+}
+
+/// The graph a run enriches with: the enricher (none for `graph.kind = "none"`), the
+/// cache's counters when answers are cached, and a description for the run summary.
+pub struct ChosenGraph {
+    pub enricher: Option<Arc<dyn GraphEnricher>>,
+    pub cache: Option<Arc<CacheStats>>,
+    pub description: String,
+}
+
 /// Builds the job: source, graph, model, engine and sink paths.
 pub fn build(
     config: &Config,
@@ -236,44 +297,16 @@ pub fn build(
         }
     };
 
-    let max_hops = config.graph.max_hops;
-    let mut graph_cache = None;
-    let (enricher, graph_description): (Option<Arc<dyn GraphEnricher>>, String) = match config
-        .graph
-        .kind
-    {
-        GraphKind::None => (None, "none".into()),
-        GraphKind::Neo4j => {
-            let (enricher, stats, text) = neo4j_graph(config)?;
-            graph_cache = stats;
-            (Some(enricher), text)
-        }
-        GraphKind::Memory => {
-            let explicit = args.graph.clone().or_else(|| {
-                (!config.graph.path.is_empty()).then(|| PathBuf::from(&config.graph.path))
-            });
-            let beside_input = input_path
-                .as_ref()
-                .and_then(|p| p.parent().map(|d| d.join("graph.jsonl")))
-                .filter(|p| p.is_file());
-            if let Some(path) = explicit.or(beside_input) {
-                let graph = memory_graph(&path, max_hops)?;
-                let text = format!("memory ({}, {} nodes)", path.display(), graph.node_count());
-                (Some(Arc::new(graph)), text)
-            } else if let Some(records) = generated_graph {
-                let graph = MemoryGraph::from_records(records, max_hops)
-                    .context("the generated graph is invalid")?;
-                let text = format!("memory (generated, {} nodes)", graph.node_count());
-                (Some(Arc::new(graph)), text)
-            } else {
-                tracing::warn!(
-                    "no graph file: set graph.path or --graph (or put graph.jsonl beside the input); \
-                     events are scored without graph features (graph.status = \"skipped\")"
-                );
-                (None, "none (no graph file)".into())
-            }
-        }
-    };
+    let ChosenGraph {
+        enricher,
+        cache: graph_cache,
+        description: graph_description,
+    } = graph(
+        config,
+        args.graph.as_deref(),
+        input_path.as_deref(),
+        generated_graph,
+    )?;
 
     let model = load_model(config, args.model.as_deref())?;
     let engine = engine(config, Some(&model), enricher, metrics, deterministic)?;
@@ -329,8 +362,12 @@ pub fn neo4j_graph(
     config: &Config,
 ) -> anyhow::Result<(Arc<dyn GraphEnricher>, Option<Arc<CacheStats>>, String)> {
     let graph = &config.graph;
-    let neo4j = Neo4jGraph::connect(&neo4j_options(config)?)
-        .with_context(|| format!("cannot set up the Neo4j client for {} (graph.uri)", graph.uri))?;
+    let neo4j = Neo4jGraph::connect(&neo4j_options(config)?).with_context(|| {
+        format!(
+            "cannot set up the Neo4j client for {} (graph.uri)",
+            graph.uri
+        )
+    })?;
     if !graph.cache_enabled {
         let text = format!("neo4j ({}, no cache)", graph.uri);
         return Ok((Arc::new(neo4j), None, text));
