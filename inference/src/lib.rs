@@ -68,8 +68,8 @@ pub use metadata::{
     ModelMetadata, Thresholds, TrainingInfo, FORMAT_VERSION, METADATA_FILE, STD_FLOOR, WEIGHTS_FILE,
 };
 pub use metrics::{
-    choose_thresholds, evaluate, evaluate_by_group, recall_at_precision, Metrics, PrecisionRecall,
-    ThresholdChoice,
+    at_precision_by_group, choose_thresholds, evaluate, evaluate_by_group, recall_at_precision,
+    AtPrecision, GroupAtPrecision, Metrics, PrecisionRecall, ThresholdChoice,
 };
 pub use model::{Backend, Model};
 pub use train::{train, Dataset, TrainOptions, TrainReport};
