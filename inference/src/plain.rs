@@ -11,11 +11,12 @@
 //! The order of operations is fixed: for each layer, `h[o] = bias[o]`, then for each input
 //! `i` in order `h[o] = h[o] + x[i] * w[i][o]` (a multiply then an add, never a fused
 //! multiply-add: Rust does not contract them), then ReLU on hidden layers. For speed, rows
-//! go through the network a few at a time and, for the common layer widths (8, 16, 32, 64),
-//! the accumulators of a group of rows stay in registers while the weights stream past;
-//! that changes which rows share a weight load, not the arithmetic of any row. On x86-64 the
-//! same code is compiled a second time with AVX enabled and chosen at run time; wider
-//! vectors compute the same lanes with the same operations, so the bits do not change.
+//! go through the network four at a time and, on x86-64 CPUs with AVX, layers whose width
+//! is a multiple of 8 run in kernels that keep the accumulators of a group of rows in vector
+//! registers while the weights stream past. Lane for lane those compute the same multiply,
+//! add and ReLU as the portable loop, so neither the grouping nor the CPU changes a bit.
+//! Fused multiply-add would be about twice as fast at large batches but is left out on
+//! purpose: machines without it would need a slow software fallback to score the same bits.
 
 /// Rows that share one pass over the weights.
 const TILE: usize = 4;
@@ -354,7 +355,12 @@ mod tests {
     fn net() -> PlainNet {
         // 3 → 2 → 1: weights chosen so that ReLU matters.
         PlainNet::new(vec![
-            (vec![1.0, -1.5, 0.5, 2.0, -0.25, 0.75], vec![0.1, -0.2], 3, 2),
+            (
+                vec![1.0, -1.5, 0.5, 2.0, -0.25, 0.75],
+                vec![0.1, -0.2],
+                3,
+                2,
+            ),
             (vec![1.5, -0.5], vec![0.3], 2, 1),
         ])
     }
