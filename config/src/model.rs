@@ -1,8 +1,11 @@
 //! `[model]`: which model scores events, where it runs and the decision thresholds.
 
+use std::time::Duration;
+
 use toml::Value;
 
 use crate::document::Document;
+use crate::duration::format_duration;
 use crate::error::KeyError;
 use crate::read::{KeyPath, Report, Section};
 
@@ -30,6 +33,9 @@ pub struct ModelConfig {
     pub review_threshold: Option<f64>,
     /// Scores at or above this are `block`; `None` takes the value from the model metadata.
     pub block_threshold: Option<f64>,
+    /// How often the running job looks at `path` for a new model (hot swap); zero turns
+    /// polling off, leaving SIGHUP as the only trigger.
+    pub reload_interval: Duration,
 }
 
 /// The model shipped in the repository, relative to the working directory.
@@ -52,6 +58,11 @@ pub(crate) fn default_block_threshold() -> Option<f64> {
     None
 }
 
+/// 2 seconds: a new model is picked up quickly, and looking costs two `stat` calls.
+pub(crate) fn default_reload_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
@@ -59,6 +70,7 @@ impl Default for ModelConfig {
             device: default_device(),
             review_threshold: default_review_threshold(),
             block_threshold: default_block_threshold(),
+            reload_interval: default_reload_interval(),
         }
     }
 }
@@ -87,6 +99,7 @@ impl ModelConfig {
                 FROM_METADATA,
                 0.9,
             ),
+            reload_interval: s.duration("reload_interval", default_reload_interval()),
         };
         s.finish();
         config
@@ -98,6 +111,7 @@ impl ModelConfig {
         section.set("device", self.device.as_str());
         section.set("review_threshold", threshold_value(self.review_threshold));
         section.set("block_threshold", threshold_value(self.block_threshold));
+        section.set("reload_interval", format_duration(self.reload_interval));
     }
 
     pub(crate) fn check(&self, r: &mut Report) {

@@ -692,6 +692,7 @@ fn the_printed_toml_loads_back_as_the_same_configuration() {
             device: ModelDevice::Cuda,
             review_threshold: Some(0.3),
             block_threshold: Some(0.8),
+            reload_interval: Duration::from_millis(500),
         },
         kafka: KafkaConfig {
             brokers: "a:1,b:2".to_owned(),

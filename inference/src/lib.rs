@@ -27,33 +27,38 @@
 //! [`train`] fits a model on a [`Dataset`], chooses thresholds on a held-out split and
 //! reports [`Metrics`]; it is reproducible bit for bit from its seed.
 //!
+//! # Two implementations of the forward pass
+//!
+//! [`Model::score`] and [`Model::contributions`] run the network in plain Rust when the model
+//! is on the CPU ([`Backend::Plain`]: one thread, the caller's; register-blocked AVX kernels
+//! where the CPU has AVX) and in candle when it is on a GPU ([`Backend::Candle`]).
+//! [`Model::score_with`] picks one explicitly; `cargo bench -p riskstream-inference --bench
+//! scoring` measures both in the same run (figures in the README).
+//!
 //! # Threads: set `RAYON_NUM_THREADS`
 //!
-//! candle's CPU backend asks for its thread count on every matrix multiplication. When
-//! `RAYON_NUM_THREADS` is unset it answers by parsing `/proc/cpuinfo` each time (tens of
-//! microseconds per layer) and then uses every *physical* core of the host, ignoring CPU
-//! quotas, which oversubscribes a container badly. A process embedding this crate should set
-//! `RAYON_NUM_THREADS` (1 or 2 is plenty for this model) before it starts any thread.
-//! Measured on a shared 2-core machine, hidden `[32, 16]`, 30 features:
-//!
-//! | `RAYON_NUM_THREADS` | batch 1 | batch 512 | batch 4096 | training, 300k rows × 15 epochs |
-//! |---|---|---|---|---|
-//! | unset | 58 µs | 4.7 M rows/s | 0.4 M rows/s | 5.1 s |
-//! | 1 | 2.8 µs | 13.6 M rows/s | 12.9 M rows/s | 3.3 s |
-//! | 2 | 2.8 µs | 12.3 M rows/s | 12.3 M rows/s | 2.7 s |
+//! candle's CPU backend (training, and [`Backend::Candle`] on the CPU) asks for its thread
+//! count on every matrix multiplication. When `RAYON_NUM_THREADS` is unset it answers by
+//! parsing `/proc/cpuinfo` each time (tens of microseconds per layer) and then uses every
+//! *physical* core of the host, ignoring CPU quotas, which oversubscribes a container badly.
+//! A process embedding this crate should set `RAYON_NUM_THREADS` (1 or 2 is plenty for this
+//! model) before it starts any thread. The plain backend never uses a thread pool.
 //!
 //! # Determinism
 //!
-//! On one machine, the same input gives bit-identical scores and the same training run gives
-//! bit-identical weights regardless of the thread count (candle's CPU matmul parallelises
-//! over output blocks, not within dot products). Different CPUs may pick different SIMD
-//! kernels and differ in the last bits.
+//! With the plain backend a row's score is bit-identical across runs, batch sizes, worker
+//! counts and machines: every row goes through the same sequence of f32 operations (no
+//! fused multiply-add, a fixed summation order). The same training run gives bit-identical
+//! weights regardless of the thread count (candle's CPU matmul parallelises over output
+//! blocks, not within dot products); candle's CPU scores can change in the last bits with
+//! the batch size, and CPU and CUDA agree within 1e-4.
 
 mod device;
 mod error;
 mod metadata;
 mod metrics;
 mod model;
+mod plain;
 mod train;
 mod weights;
 
@@ -63,8 +68,8 @@ pub use metadata::{
     ModelMetadata, Thresholds, TrainingInfo, FORMAT_VERSION, METADATA_FILE, STD_FLOOR, WEIGHTS_FILE,
 };
 pub use metrics::{
-    choose_thresholds, evaluate, evaluate_by_group, recall_at_precision, Metrics, PrecisionRecall,
-    ThresholdChoice,
+    at_precision_by_group, choose_thresholds, evaluate, evaluate_by_group, recall_at_precision,
+    AtPrecision, GroupAtPrecision, Metrics, PrecisionRecall, ThresholdChoice,
 };
-pub use model::Model;
+pub use model::{Backend, Model};
 pub use train::{train, Dataset, TrainOptions, TrainReport};

@@ -126,6 +126,99 @@ pub fn recall_at_precision(scores: &[f32], labels: &[f32], precision: f64) -> (f
     }
 }
 
+/// Recall at one precision, overall and per group: how two models are compared "at equal
+/// precision" (for example the model with and without graph features).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AtPrecision {
+    /// The precision asked for.
+    pub precision: f64,
+    /// The lowest threshold whose overall precision reaches it (`inf` when none does).
+    pub threshold: f32,
+    /// Overall ROC AUC.
+    pub roc_auc: Option<f64>,
+    /// Overall recall at `threshold`.
+    pub recall: f64,
+    /// Per group tag that has positives: its positives, their recall at the overall
+    /// `threshold`, and the ROC AUC of the group's positives against all negatives.
+    pub by_group: BTreeMap<u8, GroupAtPrecision>,
+}
+
+/// One group's share of an [`AtPrecision`] comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GroupAtPrecision {
+    /// Positive rows of the group.
+    pub positives: usize,
+    /// Share of them scoring at or above the overall threshold.
+    pub recall: f64,
+    /// ROC AUC of the group's positives against every negative row.
+    pub roc_auc: Option<f64>,
+}
+
+/// [`recall_at_precision`] overall, then the recall of each group's positives at that same
+/// threshold. Per-group precision is not meaningful when a group holds only positives (as
+/// fraud patterns do), so the threshold is the overall one and groups differ only in recall.
+///
+/// # Panics
+///
+/// When `scores`, `labels` and `groups` differ in length.
+pub fn at_precision_by_group(
+    scores: &[f32],
+    labels: &[f32],
+    groups: &[u8],
+    precision: f64,
+) -> AtPrecision {
+    assert!(
+        scores.len() == labels.len() && scores.len() == groups.len(),
+        "at_precision_by_group needs one label and one group tag per score"
+    );
+    let curve = Curve::new(scores, labels);
+    let (threshold, recall) = match curve.lowest_with_precision(precision) {
+        Some(point) => (point.threshold, curve.recall(point)),
+        None => (f32::INFINITY, 0.0),
+    };
+    let negatives: Vec<f32> = scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, &l)| !is_positive(l))
+        .map(|(&s, _)| s)
+        .collect();
+    let mut positives_by_group: BTreeMap<u8, Vec<f32>> = BTreeMap::new();
+    for ((&score, &label), &group) in scores.iter().zip(labels).zip(groups) {
+        if is_positive(label) {
+            positives_by_group.entry(group).or_default().push(score);
+        }
+    }
+    let by_group = positives_by_group
+        .into_iter()
+        .map(|(group, positives)| {
+            let caught = positives
+                .iter()
+                .filter(|s| s.total_cmp(&threshold) != Ordering::Less)
+                .count();
+            let mut s = positives.clone();
+            s.extend_from_slice(&negatives);
+            let mut l = vec![1.0f32; positives.len()];
+            l.resize(s.len(), 0.0);
+            let roc_auc = Curve::new(&s, &l).roc_auc();
+            (
+                group,
+                GroupAtPrecision {
+                    positives: positives.len(),
+                    recall: ratio(caught, positives.len()),
+                    roc_auc,
+                },
+            )
+        })
+        .collect();
+    AtPrecision {
+        precision,
+        threshold,
+        roc_auc: curve.roc_auc(),
+        recall,
+        by_group,
+    }
+}
+
 /// Chooses decision thresholds on held-out scores.
 ///
 /// * `block` is the lowest threshold whose precision is at least `target_block_precision`
@@ -463,5 +556,26 @@ mod tests {
         assert_eq!(by_group[&1].roc_auc, Some(1.0));
         assert_eq!(by_group[&2].positives, 2);
         assert!((by_group[&2].review.recall - 0.5).abs() < EPS);
+    }
+
+    #[test]
+    fn groups_are_compared_at_the_overall_threshold_for_the_precision() {
+        // Negatives at 0.1..0.5; group 1 positives high, group 2 positives mixed.
+        let scores = [0.1, 0.2, 0.3, 0.4, 0.5, 0.9, 0.8, 0.95, 0.45, 0.35];
+        let labels = [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        let groups = [0, 0, 0, 0, 0, 1, 1, 2, 2, 2];
+        let at = at_precision_by_group(&scores, &labels, &groups, 1.0);
+        assert_eq!(at.threshold, 0.8, "lowest threshold with no false positive");
+        assert!((at.recall - 0.6).abs() < 1e-12);
+        assert_eq!(
+            at.by_group.len(),
+            2,
+            "the group without positives is left out"
+        );
+        assert_eq!(at.by_group[&1].recall, 1.0);
+        assert!((at.by_group[&2].recall - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(at.by_group[&1].roc_auc, Some(1.0));
+        // Group 2: 0.95 beats all 5 negatives, 0.45 beats 4, 0.35 beats 3 → 12 / 15.
+        assert_eq!(at.by_group[&2].roc_auc, Some(12.0 / 15.0));
     }
 }

@@ -10,6 +10,7 @@ use candle_core::{Device, Tensor};
 use crate::device::DeviceChoice;
 use crate::error::{ModelError, TensorContext};
 use crate::metadata::{ModelMetadata, Thresholds, METADATA_FILE, WEIGHTS_FILE};
+use crate::plain::PlainNet;
 use crate::weights::{self, LayerParams};
 
 /// Rows pushed through the network in one pass; bounds the activations' memory when a
@@ -34,6 +35,23 @@ pub struct Model {
     /// Per layer `(weight [inputs, outputs], bias [outputs])` on the device, normalisation
     /// folded into layer 0.
     layers: Vec<(Tensor, Tensor)>,
+    /// The same folded network on the host, for [`Backend::Plain`].
+    plain: PlainNet,
+}
+
+/// Which implementation of the forward pass scores a batch.
+///
+/// Both compute the same network; they differ in the last bits of a score (about 1e-7),
+/// because candle sums in a kernel-dependent order. [`Model::score`] uses
+/// [`Model::backend`]: plain Rust when the model is on the CPU, candle on CUDA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// candle tensors on the model's device (CPU or CUDA). On the CPU a row's score may
+    /// change in the last bits with the size of its batch.
+    Candle,
+    /// Plain Rust on the calling thread: the same bits for a row whatever the batch size,
+    /// worker count or run; no thread pool, no tensor allocation.
+    Plain,
 }
 
 impl Model {
@@ -98,18 +116,17 @@ impl Model {
         device: Device,
     ) -> Result<Model, ModelError> {
         let mut layers = Vec::with_capacity(params.len());
+        let mut host = Vec::with_capacity(params.len());
         for (i, layer) in params.iter().enumerate() {
             let (weight, bias) = if i == 0 {
                 fold_normalisation(layer, &metadata.norm_mean, &metadata.norm_std)
             } else {
                 (layer.weight.clone(), layer.bias.clone())
             };
-            let weight = Tensor::from_vec(
-                transpose(&weight, layer.outputs, layer.inputs),
-                (layer.inputs, layer.outputs),
-                &device,
-            )
-            .during("moving layer weights to the device")?;
+            let weight = transpose(&weight, layer.outputs, layer.inputs);
+            host.push((weight.clone(), bias.clone(), layer.inputs, layer.outputs));
+            let weight = Tensor::from_vec(weight, (layer.inputs, layer.outputs), &device)
+                .during("moving layer weights to the device")?;
             let bias = Tensor::from_vec(bias, layer.outputs, &device)
                 .during("moving layer biases to the device")?;
             layers.push((weight, bias));
@@ -119,6 +136,7 @@ impl Model {
             device,
             params,
             layers,
+            plain: PlainNet::new(host),
         })
     }
 
@@ -186,25 +204,45 @@ impl Model {
         &self.metadata.norm_mean
     }
 
+    /// The implementation [`Model::score`] and [`Model::contributions`] use: plain Rust
+    /// when the model lives on the CPU (faster, and batch-size independent), candle when it
+    /// lives on a GPU.
+    pub fn backend(&self) -> Backend {
+        if self.device.is_cpu() {
+            Backend::Plain
+        } else {
+            Backend::Candle
+        }
+    }
+
     /// Scores `n_rows` rows of raw (un-normalised) features laid out row-major; returns one
-    /// probability in `[0, 1]` per row.
+    /// probability in `[0, 1]` per row, with [`Model::backend`].
     ///
-    /// The same input on the same machine always gives bit-identical scores: candle's CPU
-    /// matmul splits work across threads by output block, never inside a dot product, so
-    /// the thread count (`RAYON_NUM_THREADS`) does not change the summation order (checked
-    /// with 1, 2 and 4 threads). A row's score may differ by about 1e-7 depending on the
-    /// size of the batch it is scored in, because the matmul kernel is chosen by matrix
-    /// size (batches of roughly 500 rows and more agree bit for bit). Batches larger than
-    /// 65 536 rows are processed in passes of that size.
-    ///
-    /// Cost: see the crate documentation on `RAYON_NUM_THREADS`; with it set, a batch of
-    /// 512 rows (30 features, hidden `[32, 16]`) takes about 40 µs on one core.
+    /// On the CPU a row's score is bit-identical whatever the batch it is scored in, the
+    /// number of workers scoring in parallel, or the run (see [`Backend::Plain`]); it runs
+    /// on the calling thread, so a single row pays no thread-pool hand-off.
     pub fn score(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
+        self.score_with(self.backend(), rows, n_rows)
+    }
+
+    /// [`Model::score`] with an explicit implementation, for benchmarks and cross-checks.
+    ///
+    /// With [`Backend::Candle`] on the CPU, the same input on the same machine gives
+    /// bit-identical scores whatever `RAYON_NUM_THREADS` (candle splits work by output
+    /// block, never inside a dot product), but a row's score may differ by about 1e-7 with
+    /// the size of its batch, because the matmul kernel is chosen by matrix size. Batches
+    /// larger than 65 536 rows are processed in passes of that size.
+    pub fn score_with(
+        &self,
+        backend: Backend,
+        rows: &[f32],
+        n_rows: usize,
+    ) -> Result<Vec<f32>, ModelError> {
         self.check_rows(rows, n_rows)?;
         let mut scores = Vec::with_capacity(n_rows);
         let n = self.n_features();
         for chunk in rows.chunks(MAX_ROWS_PER_PASS * n) {
-            self.score_checked(chunk, chunk.len() / n, &mut scores)?;
+            self.forward_checked(backend, chunk, chunk.len() / n, &mut scores, sigmoid)?;
         }
         Ok(scores)
     }
@@ -214,8 +252,11 @@ impl Model {
     /// baseline[i])`. Log-odds rather than probabilities, because a probability saturated
     /// at 1.0 would make every contribution 0 exactly when an explanation matters most.
     ///
-    /// All `n_features + 1` variants go through one batched forward pass. A feature equal to
-    /// its baseline value contributes exactly 0.
+    /// On the CPU (plain backend) the first layer is computed once per row and shifted by
+    /// one weight row per feature, so only the later layers run `n_features` more times (see
+    /// the README for the measured cost); with candle all `n_features + 1` variants go
+    /// through one batched forward pass. A feature equal to its baseline value contributes
+    /// exactly 0. Deterministic: the same row gives the same contributions every time.
     pub fn contributions(&self, row: &[f32], baseline: &[f32]) -> Result<Vec<f32>, ModelError> {
         self.contributions_batch(row, 1, baseline)
     }
@@ -245,6 +286,11 @@ impl Model {
             });
         }
 
+        let mut contributions = Vec::with_capacity(n_rows * n);
+        if self.backend() == Backend::Plain {
+            self.plain.contributions(rows, baseline, &mut contributions);
+            return Ok(contributions);
+        }
         let variants = n + 1;
         let mut batch = Vec::with_capacity(n_rows * variants * n);
         for row in rows.chunks_exact(n) {
@@ -260,10 +306,14 @@ impl Model {
         for chunk in batch.chunks(rows_per_pass * n) {
             // Log-odds, not probabilities: a saturated score (1.0 in f32) still shows which
             // features pushed it there.
-            self.forward_checked(chunk, chunk.len() / n, &mut scores, |logit| logit)?;
+            self.forward_checked(
+                Backend::Candle,
+                chunk,
+                chunk.len() / n,
+                &mut scores,
+                |logit| logit,
+            )?;
         }
-
-        let mut contributions = Vec::with_capacity(n_rows * n);
         for (row, scores) in rows.chunks_exact(n).zip(scores.chunks_exact(variants)) {
             let full = scores[0];
             for i in 0..n {
@@ -310,25 +360,24 @@ impl Model {
         }
     }
 
-    /// One forward pass over already checked rows, appending probabilities to `out`.
-    fn score_checked(
-        &self,
-        rows: &[f32],
-        n_rows: usize,
-        out: &mut Vec<f32>,
-    ) -> Result<(), ModelError> {
-        self.forward_checked(rows, n_rows, out, sigmoid)
-    }
-
     /// Runs the network on checked rows and appends `finish(logit)` per row.
     fn forward_checked(
         &self,
+        backend: Backend,
         rows: &[f32],
         n_rows: usize,
         out: &mut Vec<f32>,
         finish: fn(f32) -> f32,
     ) -> Result<(), ModelError> {
         if n_rows == 0 {
+            return Ok(());
+        }
+        if backend == Backend::Plain {
+            let start = out.len();
+            self.plain.logits(rows, out);
+            for value in &mut out[start..] {
+                *value = finish(*value);
+            }
             return Ok(());
         }
         let x = Tensor::from_slice(rows, (n_rows, self.n_features()), &self.device)
@@ -531,15 +580,66 @@ mod tests {
         );
     }
 
+    fn bits(scores: &[f32]) -> Vec<u32> {
+        scores.iter().map(|s| s.to_bits()).collect()
+    }
+
     #[test]
-    fn a_row_scores_the_same_alone_and_inside_a_batch() {
-        let m = model(30, vec![32, 16]);
-        let batch = rows(64, 30);
-        let together = m.score(&batch, 64).expect("valid batch");
-        for (r, row) in batch.chunks_exact(30).enumerate() {
-            let alone = m.score(row, 1).expect("valid row")[0];
-            assert!((alone - together[r]).abs() < 1e-6, "row {r}");
+    fn a_row_scores_the_same_bits_whatever_the_batch_it_is_in() {
+        let m = model(42, vec![32, 16]);
+        assert_eq!(
+            m.backend(),
+            Backend::Plain,
+            "the CPU scores with plain Rust"
+        );
+        let batch = rows(4096, 42);
+        let whole = bits(&m.score(&batch, 4096).expect("valid batch"));
+        for size in [1usize, 3, 4, 5, 64, 511, 512, 1000] {
+            let mut pieces = Vec::with_capacity(4096);
+            for chunk in batch.chunks(size * 42) {
+                pieces.extend(m.score(chunk, chunk.len() / 42).expect("valid batch"));
+            }
+            assert_eq!(bits(&pieces), whole, "batches of {size}");
         }
+    }
+
+    #[test]
+    fn scores_are_the_same_bits_with_any_number_of_parallel_workers() {
+        let m = model(42, vec![32, 16]);
+        let batch = rows(2000, 42);
+        let alone = bits(&m.score(&batch, 2000).expect("valid batch"));
+        for workers in [2usize, 3, 8] {
+            let per_worker = 2000usize.div_ceil(workers) * 42;
+            let parts: Vec<Vec<f32>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = batch
+                    .chunks(per_worker)
+                    .map(|chunk| scope.spawn(|| m.score(chunk, chunk.len() / 42)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("worker finished").expect("valid batch"))
+                    .collect()
+            });
+            assert_eq!(bits(&parts.concat()), alone, "{workers} workers");
+        }
+    }
+
+    #[test]
+    fn plain_and_candle_scores_agree_to_within_rounding() {
+        let m = model(42, vec![32, 16]);
+        let batch = rows(700, 42);
+        let plain = m
+            .score_with(Backend::Plain, &batch, 700)
+            .expect("valid batch");
+        let candle = m
+            .score_with(Backend::Candle, &batch, 700)
+            .expect("valid batch");
+        let worst = plain
+            .iter()
+            .zip(&candle)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "largest difference {worst}");
     }
 
     #[test]

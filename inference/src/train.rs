@@ -68,6 +68,29 @@ impl Dataset {
         self.feature_names.len()
     }
 
+    /// The same rows with only the features `keep` accepts (by name), in their order;
+    /// labels and groups unchanged. Used to train an ablated model (for example without
+    /// graph features) on exactly the same events.
+    pub fn select_features(&self, keep: impl Fn(&str) -> bool) -> Dataset {
+        let kept: Vec<usize> = (0..self.n_features())
+            .filter(|&j| keep(&self.feature_names[j]))
+            .collect();
+        let n = self.n_features().max(1);
+        let mut features = Vec::with_capacity(self.n_rows() * kept.len());
+        for row in self.features.chunks_exact(n) {
+            features.extend(kept.iter().map(|&j| row[j]));
+        }
+        Dataset {
+            feature_names: kept
+                .iter()
+                .map(|&j| self.feature_names[j].clone())
+                .collect(),
+            features,
+            labels: self.labels.clone(),
+            groups: self.groups.clone(),
+        }
+    }
+
     fn check(&self) -> Result<(), ModelError> {
         let n = self.n_features();
         if n == 0 {
@@ -622,6 +645,18 @@ mod tests {
             hidden: vec![8, 4],
             batch_size: 128,
             ..TrainOptions::default()
+        }
+    }
+
+    #[test]
+    fn selecting_features_keeps_rows_labels_and_column_order() {
+        let data = separable(10, 3);
+        let picked = data.select_features(|name| name == "x1" || name == "x4");
+        assert_eq!(picked.feature_names, ["x1", "x4"]);
+        assert_eq!(picked.labels, data.labels);
+        assert_eq!(picked.groups, data.groups);
+        for (r, row) in picked.features.chunks_exact(2).enumerate() {
+            assert_eq!(row, [data.features[r * 6 + 1], data.features[r * 6 + 4]]);
         }
     }
 

@@ -18,6 +18,7 @@ use crate::enrich::{enrich_batch, EventGraph};
 use crate::event::{format_ts, Event};
 use crate::features::{window_label, FeatureLayout};
 use crate::metrics::Metrics;
+use crate::reload::ActiveModel;
 use crate::result::{AggregateNames, Decision};
 use crate::source::RawBatch;
 
@@ -90,6 +91,8 @@ pub struct Scored {
     pub decisions: Vec<Decision>,
     pub reasons: Vec<EventReasons>,
     pub processed_at: String,
+    /// Version of the model that scored every event of the batch.
+    pub model_version: Arc<str>,
 }
 
 /// How many reasons a result lists.
@@ -307,11 +310,40 @@ impl Engine {
         }
     }
 
-    /// Score stage: scores, decisions and, for results at or above the review threshold,
-    /// the top reasons.
+    /// Score stage with the engine's own thresholds: scores, decisions and, for results at
+    /// or above the review threshold, the top reasons.
     pub fn score(
         &self,
         model: &Model,
+        enriched: Enriched,
+        buffers: &mut FeatureBuffers,
+    ) -> Result<Scored, EngineError> {
+        let version = Arc::from(model.version());
+        self.score_with(model, self.options.thresholds, version, enriched, buffers)
+    }
+
+    /// Score stage with a hot-swappable model: the whole batch is scored, decided and
+    /// labelled with `active`, whatever is swapped in meanwhile.
+    pub fn score_active(
+        &self,
+        active: &ActiveModel,
+        enriched: Enriched,
+        buffers: &mut FeatureBuffers,
+    ) -> Result<Scored, EngineError> {
+        self.score_with(
+            &active.model,
+            active.thresholds,
+            active.version.clone(),
+            enriched,
+            buffers,
+        )
+    }
+
+    fn score_with(
+        &self,
+        model: &Model,
+        (review, block): (f32, f32),
+        model_version: Arc<str>,
         enriched: Enriched,
         buffers: &mut FeatureBuffers,
     ) -> Result<Scored, EngineError> {
@@ -327,7 +359,6 @@ impl Engine {
         } else {
             model.score(&buffers.model, rows).map_err(model_error)?
         };
-        let (review, block) = self.options.thresholds;
         let decisions: Vec<Decision> = scores
             .iter()
             .map(|score| Decision::from_score(*score, review, block))
@@ -369,6 +400,7 @@ impl Engine {
             decisions,
             reasons,
             processed_at: format_ts(now_ms()),
+            model_version,
         })
     }
 }

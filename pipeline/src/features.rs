@@ -40,8 +40,11 @@ pub struct FeatureSpec {
     pub name: String,
     pub description: String,
     pub stage: Stage,
-    /// How the raw value is turned into the model input.
+    /// How the raw value is turned into the model input (before the model's own
+    /// standardisation with the training mean and standard deviation).
     pub transform: &'static str,
+    /// What the model reads when the value does not exist for this event.
+    pub missing: String,
 }
 
 /// The feature vector's layout for one configuration.
@@ -88,12 +91,13 @@ impl FeatureLayout {
     /// The layout for the given windows and graph hop limit.
     pub fn new(windows: &[Duration], max_hops: u32) -> Self {
         let mut specs = Vec::new();
-        let mut add = |name: String, description: String, stage, transform| {
+        let mut add = |name: String, description: String, stage, transform, missing: String| {
             specs.push(FeatureSpec {
                 name,
                 description,
                 stage,
                 transform,
+                missing,
             })
         };
         add(
@@ -101,18 +105,21 @@ impl FeatureLayout {
             "payment amount".into(),
             Stage::Event,
             "ln(1+x)",
+            "never missing: amount is required".into(),
         );
         add(
             "hour_sin".into(),
             "time of day (UTC), sine".into(),
             Stage::Event,
             "sin(2π·hour/24)",
+            "never missing: ts is required".into(),
         );
         add(
             "hour_cos".into(),
             "time of day (UTC), cosine".into(),
             Stage::Event,
             "cos(2π·hour/24)",
+            "never missing: ts is required".into(),
         );
         for ch in CHANNELS {
             add(
@@ -120,6 +127,7 @@ impl FeatureLayout {
                 format!("channel is {ch}"),
                 Stage::Event,
                 "0/1",
+                "all four 0 when the channel is absent or not one of these".into(),
             );
         }
         add(
@@ -127,12 +135,14 @@ impl FeatureLayout {
             "payment to another account".into(),
             Stage::Event,
             "0/1",
+            "0 when absent (this is the indicator)".into(),
         );
         add(
             "country_changed".into(),
             "country differs from the account's previous payment".into(),
             Stage::Window,
             "0/1",
+            "0 when either country is unknown or the account is new".into(),
         );
         for (kind, who) in [
             (EntityKind::Account, "the account"),
@@ -148,6 +158,11 @@ impl FeatureLayout {
                     format!("payments by {who} in the last {w}"),
                     Stage::Window,
                     "ln(1+x)",
+                    if kind == EntityKind::Account {
+                        "never missing: the event itself is counted".into()
+                    } else {
+                        format!("0 when the event names no {k} (see {k}_missing)")
+                    },
                 );
                 if kind == EntityKind::Account {
                     add(
@@ -155,6 +170,7 @@ impl FeatureLayout {
                         format!("amount paid by {who} in the last {w}"),
                         Stage::Window,
                         "ln(1+x)",
+                        "never missing: the event itself is counted".into(),
                     );
                 }
             }
@@ -165,30 +181,35 @@ impl FeatureLayout {
                         "distinct counterparties of the account".into(),
                         Stage::Window,
                         "ln(1+x)",
+                        "0 without counterparties".into(),
                     );
                     add(
                         "account_age_h".into(),
                         "hours since the account was first seen".into(),
                         Stage::Window,
                         "ln(1+x)",
+                        "0 for a new account (see account_new)".into(),
                     );
                     add(
                         "account_gap_s".into(),
                         "seconds since the account's previous payment".into(),
                         Stage::Window,
                         "ln(1+x), 0 if none",
+                        "0 for a new account (see account_new)".into(),
                     );
                     add(
                         "account_new".into(),
                         "first payment seen from the account".into(),
                         Stage::Window,
                         "0/1",
+                        "never missing".into(),
                     );
                     add(
                         "account_amount_ratio".into(),
                         "amount against the account's mean amount".into(),
                         Stage::Window,
                         "ln(1+amount) − ln(1+mean), longest window",
+                        "0 for a new account (the mean is this amount)".into(),
                     );
                 }
                 EntityKind::Device | EntityKind::Ip => {
@@ -197,18 +218,21 @@ impl FeatureLayout {
                         format!("hours since {who} was first seen"),
                         Stage::Window,
                         "ln(1+x)",
+                        format!("0 when the event names no {k} (see {k}_missing)"),
                     );
                     add(
                         format!("{k}_new"),
                         format!("first payment seen from {who}"),
                         Stage::Window,
                         "0/1",
+                        format!("0 when the event names no {k} (see {k}_missing)"),
                     );
                     add(
                         format!("{k}_missing"),
                         format!("event names no {k}"),
                         Stage::Event,
                         "0/1",
+                        "never missing (this is the indicator)".into(),
                     );
                 }
                 EntityKind::Merchant => {
@@ -217,6 +241,7 @@ impl FeatureLayout {
                         "event names no merchant".into(),
                         Stage::Event,
                         "0/1",
+                        "never missing (this is the indicator)".into(),
                     );
                 }
             }
@@ -226,36 +251,43 @@ impl FeatureLayout {
             "amount against the merchant's usual amounts".into(),
             Stage::Baseline,
             "(amount − mean)/std, clipped to ±10, 0 if no baseline",
+            "0 when the merchant has no baseline yet (see merchant_baseline_missing)".into(),
         );
         add(
             "merchant_baseline_missing".into(),
             "no baseline for the merchant yet".into(),
             Stage::Baseline,
             "0/1",
+            "never missing (this is the indicator)".into(),
         );
         add(
             "graph_proximity".into(),
             format!("closeness to known fraud in the entity graph (within {max_hops} hops)"),
             Stage::Graph,
             "(max_hops+1−hops)/(max_hops+1), 0 if none within max_hops",
+            "0 when no flagged entity within max_hops, or no graph answer (see graph_unavailable)"
+                .into(),
         );
         add(
             "graph_flagged_nearby".into(),
             "known-fraud entities near the event's entities".into(),
             Stage::Graph,
             "ln(1+x)",
+            "0 when none, or no graph answer (see graph_unavailable)".into(),
         );
         add(
             "graph_known".into(),
             "an entity of the event is in the graph".into(),
             Stage::Graph,
             "0/1",
+            "0 when unknown, or no graph answer (see graph_unavailable)".into(),
         );
         add(
             "graph_unavailable".into(),
             "graph answer missing (unavailable or skipped)".into(),
             Stage::Graph,
             "0/1",
+            "never missing (this is the indicator)".into(),
         );
         FeatureLayout {
             specs,
@@ -279,6 +311,26 @@ impl FeatureLayout {
     /// Every feature with its description, stage and transform.
     pub fn describe(&self) -> &[FeatureSpec] {
         &self.specs
+    }
+
+    /// The feature reference as a Markdown table, one row per feature in model order. The
+    /// README's table is this output for the default configuration, checked by a test, so
+    /// that the documentation cannot drift from the code.
+    pub fn markdown_table(&self) -> String {
+        let mut out = String::from(
+            "| # | feature | stage | meaning | model input | when missing |\n|---|---|---|---|---|---|\n",
+        );
+        for (i, f) in self.specs.iter().enumerate() {
+            out.push_str(&format!(
+                "| {i} | `{}` | {} | {} | {} | {} |\n",
+                f.name,
+                f.stage.as_str(),
+                f.description,
+                f.transform,
+                f.missing
+            ));
+        }
+        out
     }
 
     /// Writes the features of one event. `model` receives the transformed values the model
@@ -435,5 +487,63 @@ mod tests {
         assert!(names.contains(&"account_count_1m".to_string()));
         assert!(names.contains(&"ip_count_24h".to_string()));
         assert!(names.contains(&"graph_proximity".to_string()));
+    }
+
+    /// Where the generated table sits in the README.
+    const TABLE_START: &str =
+        "<!-- feature-table:start (generated from pipeline/src/features.rs) -->\n";
+    const TABLE_END: &str = "<!-- feature-table:end -->";
+
+    #[test]
+    fn the_readme_feature_reference_matches_the_code() {
+        let config = riskstream_config::Config::default();
+        let layout = FeatureLayout::new(&config.aggregate.windows, config.graph.max_hops);
+        let expected = layout.markdown_table();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = std::fs::read_to_string(&path).expect("README.md beside the workspace");
+        let start = readme.find(TABLE_START).map(|i| i + TABLE_START.len());
+        let end = readme.find(TABLE_END);
+        let (Some(start), Some(end)) = (start, end) else {
+            panic!("README.md lacks the feature table markers; add them around:\n{expected}");
+        };
+        if std::env::var_os("RISKSTREAM_BLESS_README").is_some() {
+            let updated = format!("{}{expected}{}", &readme[..start], &readme[end..]);
+            std::fs::write(&path, updated).expect("README.md is writable");
+            return;
+        }
+        assert_eq!(
+            &readme[start..end],
+            expected,
+            "the README feature table is out of date; rerun this test with \
+             RISKSTREAM_BLESS_README=1 to regenerate it"
+        );
+    }
+
+    #[test]
+    fn every_feature_says_how_a_missing_value_is_encoded() {
+        let layout = FeatureLayout::new(&[Duration::from_secs(60)], 3);
+        for f in layout.describe() {
+            assert!(
+                !f.missing.trim().is_empty(),
+                "{} has no missing-value rule",
+                f.name
+            );
+            assert!(
+                !f.transform.trim().is_empty(),
+                "{} has no transform",
+                f.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_shipped_model_reads_the_features_of_the_default_configuration() {
+        let config = riskstream_config::Config::default();
+        let layout = FeatureLayout::new(&config.aggregate.windows, config.graph.max_hops);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/riskstream-v1");
+        let model =
+            riskstream_inference::Model::load(&dir, riskstream_inference::DeviceChoice::Cpu)
+                .expect("the shipped model loads");
+        assert_eq!(model.feature_names(), layout.names().as_slice());
     }
 }

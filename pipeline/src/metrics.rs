@@ -32,6 +32,10 @@ pub struct Metrics {
     /// Latency percentiles of delivered results in microseconds, refreshed by the sink.
     pub latency_p50_us: AtomicU64,
     pub latency_p99_us: AtomicU64,
+    /// Models swapped in while running (hot swap).
+    pub model_swaps: AtomicU64,
+    /// Candidate models rejected while running; the previous model kept serving.
+    pub model_rejections: AtomicU64,
 }
 
 impl Metrics {

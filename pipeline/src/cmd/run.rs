@@ -21,6 +21,9 @@ use riskstream_pipeline::engine::{
     Decoded, Engine, Enriched, FeatureBuffers, Scored, SnapshotClock,
 };
 use riskstream_pipeline::metrics::Metrics;
+use riskstream_pipeline::reload::{
+    ActiveModel, ModelSlot, ModelWatcher, Reload, ThresholdOverrides,
+};
 use riskstream_pipeline::result::{Reason, ResultView};
 use riskstream_pipeline::source::{BlockingSource, RawBatch};
 
@@ -84,6 +87,10 @@ pub struct RunSummary {
     pub latency_ms: Latency,
     pub results_path: String,
     pub dead_letter_path: String,
+    /// Models swapped in while running.
+    pub model_swaps: u64,
+    /// Candidate models rejected while running.
+    pub model_rejections: u64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -138,7 +145,11 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     }
     let setup = setup::build(&config, &args, metrics.clone(), false)?;
     let engine = Arc::new(setup.engine);
-    let model = setup.model;
+    let overrides = threshold_overrides(&config);
+    let active = ActiveModel::new(setup.model, &engine.layout.names(), overrides)
+        .context("the model cannot score this job's features")?;
+    let model_dir = setup::model_dir(&config, args.model.as_deref());
+    let slot: ModelSlot = Arc::new(arc_swap::ArcSwap::from_pointee(active));
     let acknowledger = setup.acknowledger;
     let graph_cache = setup.graph_cache;
     let outputs = Outputs::open(&setup.results, &setup.dead_letters, &config).await?;
@@ -147,7 +158,8 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     tracing::info!(
         source = %setup.source.describe(),
         graph = setup.graph_description,
-        model = model.version(),
+        model = %slot.load().version,
+        model_dir = %model_dir.display(),
         results = %results_path,
         dead_letters = %dead_letter_path,
         "riskstream job starting"
@@ -155,6 +167,18 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
 
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
+    let (reload_tx, reload_rx) = mpsc::channel::<Reload>(4);
+    let watcher = ModelWatcher::new(
+        model_dir,
+        setup::model_device(&config),
+        engine.layout.names(),
+        overrides,
+        slot.clone(),
+        metrics.clone(),
+    );
+    let watching =
+        tokio::spawn(watcher.run(config.model.reload_interval, reload_rx, cancel.clone()));
+    spawn_hangup_handler(args.config.clone(), overrides, reload_tx, cancel.clone());
     let capacity = config.pipeline.channel_capacity.max(1);
     let (raw_tx, raw_rx) = mpsc::channel::<RawBatch>(capacity);
     let (dec_tx, dec_rx) = mpsc::channel::<Decoded>(capacity);
@@ -258,12 +282,14 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     };
     let score = {
         let engine = engine.clone();
-        let model = model.clone();
+        let slot = slot.clone();
         tokio::spawn(async move {
             let mut rx = enr_rx;
             let mut buffers = FeatureBuffers::default();
             while let Some(enriched) = rx.recv().await {
-                let scored = engine.score(&model, enriched, &mut buffers)?;
+                // One model per batch: a swap lands between batches, never inside one.
+                let active = slot.load_full();
+                let scored = engine.score_active(&active, enriched, &mut buffers)?;
                 if sco_tx.send(scored).await.is_err() {
                     break;
                 }
@@ -293,7 +319,7 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     while let Some(scored) = sco_rx.recv().await {
         lines.clear();
         ends.clear();
-        encode_results(&engine, model.version(), &scored, &mut lines, &mut ends);
+        encode_results(&engine, &scored, &mut lines, &mut ends);
         let pending = match outputs.send(&scored, &lines, &ends).await {
             Ok(pending) => pending,
             Err(err) => {
@@ -321,6 +347,8 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     drop(sco_rx);
     cancel.cancel();
     let (d, a, e, o, s) = tokio::join!(decode, aggregate, enrich, enrich_order, score);
+    // The watcher stops on `cancel`; a load in progress finishes first.
+    let _ = watching.await;
     d.context("decode stage panicked")?;
     a.context("aggregate stage panicked")?;
     e.context("enrich stage panicked")?;
@@ -376,13 +404,7 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
 
 /// Encodes a scored batch as result lines; `ends[i]` is where result `i`'s JSON ends
 /// (its newline follows).
-fn encode_results(
-    engine: &Engine,
-    model_version: &str,
-    scored: &Scored,
-    out: &mut Vec<u8>,
-    ends: &mut Vec<usize>,
-) {
+fn encode_results(engine: &Engine, scored: &Scored, out: &mut Vec<u8>, ends: &mut Vec<usize>) {
     let enriched = &scored.enriched;
     let decoded = &enriched.decoded;
     let specs = engine.layout.describe();
@@ -410,7 +432,7 @@ fn encode_results(
             aggregates: &enriched.aggregates[i],
             aggregate_names: &engine.aggregate_names,
             graph: &enriched.graphs[i],
-            model_version,
+            model_version: &scored.model_version,
             snapshot_id: enriched.snapshot.id,
             source: riskstream_pipeline::dead_letter::SourceRef {
                 topic: &decoded.raw.topic,
@@ -495,6 +517,54 @@ fn spawn_signal_handler(cancel: CancellationToken) {
         tracing::info!("shutdown requested: draining in-flight events");
         cancel.cancel();
     });
+}
+
+/// `model.review_threshold` / `model.block_threshold` as the reloader takes them.
+fn threshold_overrides(config: &Config) -> ThresholdOverrides {
+    ThresholdOverrides {
+        review: config.model.review_threshold,
+        block: config.model.block_threshold,
+    }
+}
+
+/// SIGHUP: re-read the threshold keys of the configuration and reload the model directory
+/// now. A configuration that no longer loads is reported and the previous thresholds stay.
+fn spawn_hangup_handler(
+    config_path: Option<PathBuf>,
+    mut overrides: ThresholdOverrides,
+    reload: mpsc::Sender<Reload>,
+    cancel: CancellationToken,
+) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGHUP; the model reloads only when its files change");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                received = hangup.recv() => if received.is_none() { break },
+            }
+            match Config::load(config_path.as_deref()) {
+                Ok(config) => overrides = threshold_overrides(&config),
+                Err(err) => tracing::error!(
+                    error = %err,
+                    "SIGHUP: the configuration does not load; keeping the previous thresholds"
+                ),
+            }
+            tracing::info!("SIGHUP: reloading the model and thresholds");
+            if reload.send(Reload::Now(overrides)).await.is_err() {
+                break;
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (config_path, overrides, reload, cancel);
 }
 
 /// The live progress line on stderr, once a second.
@@ -585,6 +655,8 @@ fn summarize(
         },
         results_path,
         dead_letter_path,
+        model_swaps: Metrics::get(&metrics.model_swaps),
+        model_rejections: Metrics::get(&metrics.model_rejections),
     }
 }
 

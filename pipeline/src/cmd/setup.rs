@@ -98,15 +98,25 @@ pub fn generator_options(config: &Config) -> anyhow::Result<GenOptions> {
     })
 }
 
-/// Loads the model named by `--model` or `model.path`.
-pub fn load_model(config: &Config, override_path: Option<&Path>) -> anyhow::Result<Model> {
-    let path = override_path
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(&config.model.path));
-    let device = match config.model.device {
+/// `model.device` as the model library names it.
+pub fn model_device(config: &Config) -> DeviceChoice {
+    match config.model.device {
         ModelDevice::Cpu => DeviceChoice::Cpu,
         ModelDevice::Cuda => DeviceChoice::Cuda,
-    };
+    }
+}
+
+/// The model directory: `--model` or `model.path`.
+pub fn model_dir(config: &Config, override_path: Option<&Path>) -> PathBuf {
+    override_path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(&config.model.path))
+}
+
+/// Loads the model named by `--model` or `model.path`.
+pub fn load_model(config: &Config, override_path: Option<&Path>) -> anyhow::Result<Model> {
+    let path = model_dir(config, override_path);
+    let device = model_device(config);
     if !path.is_dir() {
         bail!(
             "model directory `{}` not found (model.path or --model); the shipped model is \

@@ -10,10 +10,11 @@ use anyhow::Context;
 use riskstream_config::Config;
 use riskstream_graph::GraphEnricher;
 use riskstream_inference::{
-    evaluate, evaluate_by_group, train as fit, Dataset, Metrics as ModelMetrics, Model,
-    TrainOptions,
+    at_precision_by_group, evaluate, evaluate_by_group, train as fit, AtPrecision, Dataset,
+    Metrics as ModelMetrics, Model, TrainOptions,
 };
 use riskstream_pipeline::dataset::featurize;
+use riskstream_pipeline::features::{FeatureLayout, Stage};
 use riskstream_pipeline::gen::{FraudPattern, EVENTS_FILE, GRAPH_FILE, LABELS_FILE};
 use riskstream_pipeline::metrics::Metrics;
 
@@ -141,10 +142,15 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         "thresholds": report.thresholds,
         "epochs_loss": report.epochs_loss,
     });
-    if let Some(eval_dir) = &args.eval_data {
-        eprintln!("featurising held-out {} ...", eval_dir.display());
-        let held = featurize_dir(&config, eval_dir)?;
-        let heldout = evaluate_model(&model, &held)?;
+    let held = match &args.eval_data {
+        Some(eval_dir) => {
+            eprintln!("featurising held-out {} ...", eval_dir.display());
+            Some(featurize_dir(&config, eval_dir)?)
+        }
+        None => None,
+    };
+    if let (Some(eval_dir), Some(held)) = (&args.eval_data, &held) {
+        let heldout = evaluate_model(&model, held)?;
         print_metrics("held-out", &heldout.0);
         for (pattern, m) in &heldout.1 {
             eprintln!(
@@ -158,6 +164,62 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             "by_pattern": heldout.1,
         });
     }
+
+    // The same architecture, seed and events without the graph features, compared with
+    // the full model at the precision the block threshold is chosen for.
+    let layout = FeatureLayout::new(&config.aggregate.windows, config.graph.max_hops);
+    let graph_features: Vec<&str> = layout
+        .describe()
+        .iter()
+        .filter(|f| f.stage == Stage::Graph)
+        .map(|f| f.name.as_str())
+        .collect();
+    let no_graph_data = data.select_features(|name| !graph_features.contains(&name));
+    eprintln!(
+        "training the same model without the {} graph features ...",
+        graph_features.len()
+    );
+    let no_graph_opts = TrainOptions {
+        version: format!("{}-no-graph", opts.version),
+        ..opts.clone()
+    };
+    let (no_graph, no_graph_report) =
+        fit(&no_graph_data, &no_graph_opts).context("training without graph features failed")?;
+    let (lift_on, lift_data) = match (&args.eval_data, &held) {
+        (Some(dir), Some(held)) => (format!("held-out ({})", dir.display()), held),
+        // Without a held-out set, the training data: optimistic for both models alike.
+        _ => ("training data (no --eval-data)".to_owned(), &data),
+    };
+    let lift_no_graph = lift_data.select_features(|name| !graph_features.contains(&name));
+    // "Equal precision" is the precision the full model's block threshold reaches on this
+    // data: the full model's recall there is its block recall, and the no-graph model is
+    // held to the same precision.
+    let full_scores = model
+        .score(&lift_data.features, lift_data.n_rows())
+        .context("scoring failed")?;
+    let at_block = evaluate(&full_scores, &lift_data.labels, model.thresholds()).block;
+    let precision = if at_block.flagged > 0 {
+        at_block.precision
+    } else {
+        args.block_precision
+    };
+    let full_at = at_precision_by_group(
+        &full_scores,
+        &lift_data.labels,
+        &lift_data.groups,
+        precision,
+    );
+    let no_graph_at = compare_at(&no_graph, &lift_no_graph, precision)?;
+    print_lift(&lift_on, &full_at, &no_graph_at);
+    metrics["graph_lift"] = serde_json::json!({
+        "data": lift_on,
+        "precision": precision,
+        "precision_is": "precision of the full model at its block threshold on this data",
+        "graph_features": graph_features,
+        "full": lift_json(&full_at, model.n_features()),
+        "no_graph": lift_json(&no_graph_at, no_graph.n_features()),
+        "no_graph_validation": no_graph_report.validation,
+    });
     model
         .save(&args.out)
         .with_context(|| format!("cannot write the model to `{}`", args.out.display()))?;
@@ -168,6 +230,71 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write `{}`", metrics_path.display()))?;
     eprintln!("model written to {}", args.out.display());
     Ok(())
+}
+
+/// Scores a data set and reports ROC AUC and recall at `precision`, overall and per pattern.
+fn compare_at(model: &Model, data: &Dataset, precision: f64) -> anyhow::Result<AtPrecision> {
+    let scores = model
+        .score(&data.features, data.n_rows())
+        .context("scoring failed")?;
+    Ok(at_precision_by_group(
+        &scores,
+        &data.labels,
+        &data.groups,
+        precision,
+    ))
+}
+
+fn pattern_name(group: u8) -> &'static str {
+    FraudPattern::ALL
+        .get(usize::from(group))
+        .map_or("unknown", |p| p.as_str())
+}
+
+fn lift_json(at: &AtPrecision, features: usize) -> serde_json::Value {
+    let by_pattern: BTreeMap<&str, _> = at
+        .by_group
+        .iter()
+        .map(|(g, m)| (pattern_name(*g), m))
+        .collect();
+    serde_json::json!({
+        "features": features,
+        "threshold": at.threshold,
+        "roc_auc": at.roc_auc,
+        "recall": at.recall,
+        "by_pattern": by_pattern,
+    })
+}
+
+fn print_lift(data: &str, full: &AtPrecision, no_graph: &AtPrecision) {
+    let auc = |a: Option<f64>| a.map_or("n/a".to_string(), |a| format!("{a:.4}"));
+    eprintln!(
+        "graph-feature lift on {data}, recall at the block threshold's precision {:.4}:",
+        full.precision
+    );
+    eprintln!(
+        "  {:<10} {:>14} {:>14} {:>12} {:>12}",
+        "", "AUC full", "AUC no graph", "recall full", "no graph"
+    );
+    eprintln!(
+        "  {:<10} {:>14} {:>14} {:>12.3} {:>12.3}",
+        "overall",
+        auc(full.roc_auc),
+        auc(no_graph.roc_auc),
+        full.recall,
+        no_graph.recall
+    );
+    for (g, m) in &full.by_group {
+        let other = no_graph.by_group.get(g);
+        eprintln!(
+            "  {:<10} {:>14} {:>14} {:>12.3} {:>12.3}",
+            pattern_name(*g),
+            auc(m.roc_auc),
+            auc(other.and_then(|o| o.roc_auc)),
+            m.recall,
+            other.map_or(0.0, |o| o.recall)
+        );
+    }
 }
 
 /// Scores a data set with `model` in batches and evaluates it overall and per pattern.
