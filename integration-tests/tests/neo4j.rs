@@ -255,7 +255,7 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
     let dir = tempfile::tempdir().unwrap();
     let events = generate(dir.path(), 24_000, 3);
     graph_load(&server.uri(), &dir.path().join("graph.jsonl"), &["--wipe"]);
-    let parts = split_events(&events, 12, dir.path());
+    let parts = split_events(&events, 16, dir.path());
 
     let d = Deployment::new("neo4j-outage");
     // Small batches and a generous deadline: without the cache every batch asks Neo4j, and
@@ -317,7 +317,7 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
             break true;
         }
         part += 1;
-        if part == parts.len() || back_at.elapsed() > Duration::from_secs(60) {
+        if part == parts.len() || back_at.elapsed() > Duration::from_secs(90) {
             break false;
         }
         std::thread::sleep(Duration::from_secs(2));
