@@ -74,7 +74,9 @@ impl Breaker {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is a plain value that is always valid, so a panic elsewhere while the
         // lock was held leaves nothing half-updated.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether a query may be sent now.
@@ -180,7 +182,10 @@ mod tests {
         let t = Instant::now();
         b.record_at(Admission::Query, false, t);
         b.record_at(Admission::Query, false, t);
-        assert_eq!(b.admit_at(t + Duration::from_millis(999)), Admission::Refused);
+        assert_eq!(
+            b.admit_at(t + Duration::from_millis(999)),
+            Admission::Refused
+        );
         let later = t + Duration::from_secs(1);
         assert_eq!(b.admit_at(later), Admission::Probe);
         assert_eq!(b.admit_at(later), Admission::Refused, "one probe at a time");
@@ -200,7 +205,10 @@ mod tests {
             assert_eq!(b.admit_at(t), Admission::Probe);
             b.record_at(Admission::Probe, false, t);
             let secs = Duration::from_secs(expected);
-            assert_eq!(b.admit_at(t + secs - Duration::from_millis(1)), Admission::Refused);
+            assert_eq!(
+                b.admit_at(t + secs - Duration::from_millis(1)),
+                Admission::Refused
+            );
             assert_eq!(b.admit_at(t + secs), Admission::Probe);
             // Put it back to open for the next round.
             b.record_at(Admission::Probe, false, t);

@@ -340,10 +340,12 @@ impl Drop for FillGuard<'_> {
     fn drop(&mut self) {
         if !self.finished {
             self.withdraw();
-            self.flight.done.send_replace(Some(Err(Arc::new(GraphError::Backend {
-                backend: self.shared.inner.backend(),
-                source: "the graph look-up was abandoned before it answered".into(),
-            }))));
+            self.flight
+                .done
+                .send_replace(Some(Err(Arc::new(GraphError::Backend {
+                    backend: self.shared.inner.backend(),
+                    source: "the graph look-up was abandoned before it answered".into(),
+                }))));
         }
     }
 }
@@ -513,7 +515,11 @@ mod tests {
         let (a, b, c) = (a.await.unwrap(), b.await.unwrap(), c.await.unwrap());
         assert_eq!(a.unwrap()[1], b.unwrap()[0]);
         assert_eq!(c.unwrap()[0].hops, Some(1));
-        assert_eq!(backend.calls.load(Relaxed), 1, "one query for all three callers");
+        assert_eq!(
+            backend.calls.load(Relaxed),
+            1,
+            "one query for all three callers"
+        );
         assert_eq!(cache.stats().shared_waits(), 2);
     }
 

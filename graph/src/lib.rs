@@ -85,10 +85,10 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 
-pub use error::GraphError;
-pub use file::{EntityKind, GraphFileReader, GraphRecord, NumberedRecord, Relation};
 pub use breaker::BreakerOptions;
 pub use cache::{CacheOptions, CacheStats, CachedGraph};
+pub use error::GraphError;
+pub use file::{EntityKind, GraphFileReader, GraphRecord, NumberedRecord, Relation};
 pub use memory::MemoryGraph;
 pub use neo4j::{Neo4jGraph, Neo4jOptions};
 

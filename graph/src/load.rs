@@ -58,11 +58,15 @@ impl GraphFile {
     }
 
     /// Checks records already in memory; errors count records from 1.
-    pub fn from_records(records: impl IntoIterator<Item = GraphRecord>) -> Result<Self, GraphError> {
-        let numbered = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, record)| Ok(NumberedRecord { line: i + 1, record }));
+    pub fn from_records(
+        records: impl IntoIterator<Item = GraphRecord>,
+    ) -> Result<Self, GraphError> {
+        let numbered = records.into_iter().enumerate().map(|(i, record)| {
+            Ok(NumberedRecord {
+                line: i + 1,
+                record,
+            })
+        });
         Self::collect(numbered, "graph records")
     }
 
@@ -102,7 +106,9 @@ impl GraphFile {
                         slot.insert(nodes.len() - 1);
                     }
                 },
-                GraphRecord::Edge { src, dst, rel } => edges.push((line, FileEdge { src, dst, rel })),
+                GraphRecord::Edge { src, dst, rel } => {
+                    edges.push((line, FileEdge { src, dst, rel }))
+                }
             }
         }
         let mut seen: HashSet<FileEdge> = HashSet::with_capacity(edges.len());
@@ -186,7 +192,9 @@ pub struct Neo4jLoader {
 
 impl std::fmt::Debug for Neo4jLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Neo4jLoader").field("uri", &self.uri).finish()
+        f.debug_struct("Neo4jLoader")
+            .field("uri", &self.uri)
+            .finish()
     }
 }
 
@@ -290,8 +298,9 @@ impl Neo4jLoader {
         let started = Instant::now();
         let timeout = options.batch_timeout;
         let batch = options.batch_size.max(1);
-        let constraint =
-            query("CREATE CONSTRAINT entity_id IF NOT EXISTS FOR (n:Entity) REQUIRE n.id IS UNIQUE");
+        let constraint = query(
+            "CREATE CONSTRAINT entity_id IF NOT EXISTS FOR (n:Entity) REQUIRE n.id IS UNIQUE",
+        );
         tokio::time::timeout(timeout, self.graph.run(constraint))
             .await
             .map_err(|_| GraphError::Timeout {
@@ -401,7 +410,11 @@ mod tests {
         .unwrap();
         assert_eq!(file.nodes.len(), 2);
         assert!(file.nodes[0].flagged, "flagged if any line flags it");
-        assert_eq!(file.edges.len(), 3, "direction and type make a relationship distinct");
+        assert_eq!(
+            file.edges.len(),
+            3,
+            "direction and type make a relationship distinct"
+        );
     }
 
     #[test]
@@ -424,7 +437,14 @@ mod tests {
             node("A", EntityKind::Device, false),
         ])
         .unwrap_err();
-        assert!(matches!(err, GraphError::KindConflict { line: 2, first_line: 1, .. }));
+        assert!(matches!(
+            err,
+            GraphError::KindConflict {
+                line: 2,
+                first_line: 1,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -281,15 +281,13 @@ impl GraphEnricher for Neo4jGraph {
         distinct.sort_unstable();
         distinct.dedup();
         let task = tokio::spawn(async move {
-            let outcome = tokio::time::timeout(
-                shared.query_timeout,
-                Self::query_batch(&shared, distinct),
-            )
-            .await
-            .unwrap_or(Err(GraphError::Timeout {
-                backend: BACKEND,
-                after: shared.query_timeout,
-            }));
+            let outcome =
+                tokio::time::timeout(shared.query_timeout, Self::query_batch(&shared, distinct))
+                    .await
+                    .unwrap_or(Err(GraphError::Timeout {
+                        backend: BACKEND,
+                        after: shared.query_timeout,
+                    }));
             shared.breaker.record(admission, outcome.is_ok());
             drop(permit);
             outcome

@@ -80,7 +80,11 @@ pub fn file_counts(graph_file: &Path) -> (usize, usize) {
                 nodes.insert(v["id"].as_str().expect("node id").to_owned());
             }
             Some("edge") => {
-                edges.insert((v["src"].to_string(), v["dst"].to_string(), v["rel"].to_string()));
+                edges.insert((
+                    v["src"].to_string(),
+                    v["dst"].to_string(),
+                    v["rel"].to_string(),
+                ));
             }
             other => panic!("unexpected record type {other:?}"),
         }

@@ -28,7 +28,9 @@ use riskstream_integration_tests::{repo_root, riskstream_bin};
 /// returns (nodes created, relationships created) from its summary.
 fn graph_load(uri: &str, file: &Path, extra: &[&str]) -> (u64, u64) {
     let out = Command::new(riskstream_bin())
-        .args(["graph", "load", "--quiet", "--uri", uri, "--user", "neo4j", "--file"])
+        .args([
+            "graph", "load", "--quiet", "--uri", uri, "--user", "neo4j", "--file",
+        ])
         .arg(file)
         .args(extra)
         .env("RISKSTREAM__GRAPH__PASSWORD", password())
@@ -36,7 +38,11 @@ fn graph_load(uri: &str, file: &Path, extra: &[&str]) -> (u64, u64) {
         .output()
         .expect("riskstream runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "graph load failed: {}\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "graph load failed: {}\n{stderr}",
+        out.status
+    );
     let created = |label: &str| -> u64 {
         let line = stderr
             .lines()
@@ -65,10 +71,19 @@ fn neo4j_options(uri: String, max_hops: u32) -> Neo4jOptions {
 }
 
 /// A generated graph with a test-unique id prefix; returns (prefix, prefixed graph file).
-fn prefixed_dataset(dir: &Path, events: u64, seed: u64, name: &str) -> (String, std::path::PathBuf) {
+fn prefixed_dataset(
+    dir: &Path,
+    events: u64,
+    seed: u64,
+    name: &str,
+) -> (String, std::path::PathBuf) {
     generate(dir, events, seed);
     let prefix = format!("{}:", unique(name));
-    let file = prefixed_graph(&dir.join("graph.jsonl"), &prefix, &dir.join("prefixed.jsonl"));
+    let file = prefixed_graph(
+        &dir.join("graph.jsonl"),
+        &prefix,
+        &dir.join("prefixed.jsonl"),
+    );
     (prefix, file)
 }
 
@@ -78,15 +93,26 @@ fn loading_a_generated_graph_creates_exactly_its_nodes_and_relationships_and_loa
     let dir = tempfile::tempdir().unwrap();
     let (prefix, file) = prefixed_dataset(dir.path(), 2_000, 11, "load");
     let (nodes, rels) = file_counts(&file);
-    assert!(nodes > 1000 && rels > 1000, "a graph worth loading: {nodes} nodes, {rels} rels");
+    assert!(
+        nodes > 1000 && rels > 1000,
+        "a graph worth loading: {nodes} nodes, {rels} rels"
+    );
 
     let first = graph_load(&uri(), &file, &["--batch-size", "700"]);
-    assert_eq!(first, (nodes as u64, rels as u64), "the summary counts what was created");
+    assert_eq!(
+        first,
+        (nodes as u64, rels as u64),
+        "the summary counts what was created"
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let graph = rt.block_on(client(&uri()));
     let counted = rt.block_on(prefixed_counts(&graph, &prefix));
-    assert_eq!(counted, (nodes as i64, rels as i64), "the database holds the file");
+    assert_eq!(
+        counted,
+        (nodes as i64, rels as i64),
+        "the database holds the file"
+    );
 
     let second = graph_load(&uri(), &file, &[]);
     assert_eq!(second, (0, 0), "loading again creates nothing");
@@ -99,10 +125,14 @@ fn loading_a_generated_graph_creates_exactly_its_nodes_and_relationships_and_loa
         .count() as i64;
     let flagged = rt.block_on(count(
         &graph,
-        query("MATCH (n:Flagged) WHERE n.id STARTS WITH $p RETURN count(n) AS n").param("p", &*prefix),
+        query("MATCH (n:Flagged) WHERE n.id STARTS WITH $p RETURN count(n) AS n")
+            .param("p", &*prefix),
     ));
     assert!(flagged > 0);
-    assert_eq!(flagged, flagged_in_file, "flagged nodes carry the Flagged label");
+    assert_eq!(
+        flagged, flagged_in_file,
+        "flagged nodes carry the Flagged label"
+    );
 }
 
 #[test]
@@ -122,11 +152,18 @@ fn neo4j_and_the_in_memory_graph_give_identical_answers_for_a_thousand_random_en
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut pick: Vec<String> = (0..990)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ids[(state >> 33) as usize % ids.len()].clone()
         })
         .collect();
-    pick.extend((0..10).map(|i| format!("{}not-in-graph-{i}", &ids[0][..ids[0].find(':').unwrap() + 1])));
+    pick.extend((0..10).map(|i| {
+        format!(
+            "{}not-in-graph-{i}",
+            &ids[0][..ids[0].find(':').unwrap() + 1]
+        )
+    }));
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     for max_hops in [3, 2] {
@@ -152,7 +189,10 @@ fn neo4j_and_the_in_memory_graph_give_identical_answers_for_a_thousand_random_en
             differences.len(),
             differences[..differences.len().min(5)].join("\n")
         );
-        assert!(near > 50, "the sample exercises real paths ({near} near flagged nodes)");
+        assert!(
+            near > 50,
+            "the sample exercises real paths ({near} near flagged nodes)"
+        );
     }
 }
 
@@ -178,14 +218,18 @@ fn cypher_injection_in_entity_ids_is_an_ordinary_id_and_changes_nothing() {
     let asked: Vec<String> = attacks.iter().map(|a| format!("{prefix}{a}")).collect();
     let refs: Vec<&str> = asked.iter().map(String::as_str).collect();
     let answers = rt.block_on(neo4j.lookup(&refs)).unwrap();
-    assert!(answers.iter().all(|a| !a.known), "no such entities: {answers:?}");
+    assert!(
+        answers.iter().all(|a| !a.known),
+        "no such entities: {answers:?}"
+    );
     assert_eq!(rt.block_on(prefixed_counts(&graph, &prefix)), before);
 
     // Loaded as node ids, they are stored verbatim and found again by exact id.
     let hostile = dir.path().join("hostile.jsonl");
     let mut lines = String::new();
     for id in &asked {
-        let node = serde_json::json!({"type": "node", "id": id, "kind": "account", "flagged": true});
+        let node =
+            serde_json::json!({"type": "node", "id": id, "kind": "account", "flagged": true});
         lines.push_str(&format!("{node}\n"));
     }
     let anchor = format!("{prefix}A-anchor");
@@ -195,7 +239,10 @@ fn cypher_injection_in_entity_ids_is_an_ordinary_id_and_changes_nothing() {
         serde_json::json!({"type": "edge", "src": anchor, "dst": asked[0], "rel": "transfers"})
     ));
     std::fs::write(&hostile, lines).unwrap();
-    assert_eq!(graph_load(&uri(), &hostile, &[]), (asked.len() as u64 + 1, 1));
+    assert_eq!(
+        graph_load(&uri(), &hostile, &[]),
+        (asked.len() as u64 + 1, 1)
+    );
     let after = rt.block_on(prefixed_counts(&graph, &prefix));
     assert_eq!(after, (before.0 + asked.len() as i64 + 1, before.1 + 1));
     let answers = rt.block_on(neo4j.lookup(&refs)).unwrap();
@@ -289,7 +336,10 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
     send(1, &mut job);
     let seen = statuses(&d.results);
     let ok = parts[1].1.iter().filter(|id| seen[*id] == "ok").count();
-    assert!(ok > parts[1].1.len() / 2, "with Neo4j up most results are ok ({ok})");
+    assert!(
+        ok > parts[1].1.len() / 2,
+        "with Neo4j up most results are ok ({ok})"
+    );
 
     // Down: results keep flowing, marked unavailable.
     server.stop();
@@ -298,7 +348,11 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
         send(part, &mut job);
     }
     let seen = statuses(&d.results);
-    let unavailable = parts[4].1.iter().filter(|id| seen[*id] == "unavailable").count();
+    let unavailable = parts[4]
+        .1
+        .iter()
+        .filter(|id| seen[*id] == "unavailable")
+        .count();
     assert_eq!(
         unavailable,
         parts[4].1.len(),
@@ -322,7 +376,11 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
         }
         std::thread::sleep(Duration::from_secs(2));
     };
-    assert!(recovered, "results are ok again once Neo4j is back; log:\n{}", job.log_text());
+    assert!(
+        recovered,
+        "results are ok again once Neo4j is back; log:\n{}",
+        job.log_text()
+    );
 
     job.signal("TERM");
     let status = job.wait(Duration::from_secs(60));

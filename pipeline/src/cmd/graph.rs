@@ -112,8 +112,8 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<LoadSummary> {
     };
     let summary = loader
         .load(&file, &load_options, |p: &LoadProgress| {
-            let finished = p.nodes_done == p.nodes_total
-                && p.relationships_done == p.relationships_total;
+            let finished =
+                p.nodes_done == p.nodes_total && p.relationships_done == p.relationships_total;
             let due = reported_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
             if quiet || !(due || (finished && tty)) {
                 return;
@@ -135,7 +135,13 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<LoadSummary> {
             }
         })
         .await
-        .with_context(|| format!("loading `{}` into {} failed", args.file.display(), options.uri))?;
+        .with_context(|| {
+            format!(
+                "loading `{}` into {} failed",
+                args.file.display(),
+                options.uri
+            )
+        })?;
     if tty && !quiet {
         eprintln!();
     }

@@ -329,8 +329,12 @@ pub fn neo4j_graph(
     config: &Config,
 ) -> anyhow::Result<(Arc<dyn GraphEnricher>, Option<Arc<CacheStats>>, String)> {
     let graph = &config.graph;
-    let neo4j = Neo4jGraph::connect(&neo4j_options(config)?)
-        .with_context(|| format!("cannot set up the Neo4j client for {} (graph.uri)", graph.uri))?;
+    let neo4j = Neo4jGraph::connect(&neo4j_options(config)?).with_context(|| {
+        format!(
+            "cannot set up the Neo4j client for {} (graph.uri)",
+            graph.uri
+        )
+    })?;
     if !graph.cache_enabled {
         let text = format!("neo4j ({}, no cache)", graph.uri);
         return Ok((Arc::new(neo4j), None, text));
