@@ -189,9 +189,11 @@ fn neo4j_and_the_in_memory_graph_give_identical_answers_for_a_thousand_random_en
             differences.len(),
             differences[..differences.len().min(5)].join("\n")
         );
+        // About one node in a thousand is flagged, so a few percent of entities have a path.
+        let wanted = if max_hops == 3 { 10 } else { 1 };
         assert!(
-            near > 50,
-            "the sample exercises real paths ({near} near flagged nodes)"
+            near >= wanted,
+            "max_hops {max_hops}: the sample exercises real paths ({near} near flagged nodes)"
         );
     }
 }
