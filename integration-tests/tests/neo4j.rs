@@ -308,14 +308,16 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
 
     let d = Deployment::new("neo4j-outage");
     // Small batches and a generous deadline: without the cache every batch asks Neo4j, and
-    // the shared two-core machine must answer them in time while the server is up.
+    // the shared two-core machine must answer them in time while the server is up. A cold
+    // server's first queries can take seconds; a longer query timeout keeps the breaker
+    // from reading that as an outage.
     let deadline_ms = 500;
     let config = d.write_config(
         dir.path(),
         &format!(
             "[pipeline]\nbatch_size = 64\n\
              [graph]\nkind = \"neo4j\"\nuri = \"{}\"\nuser = \"neo4j\"\npassword = \"{}\"\n\
-             batch_deadline = \"{deadline_ms}ms\"\nquery_timeout = \"1s\"\ncache_enabled = false\n",
+             batch_deadline = \"{deadline_ms}ms\"\nquery_timeout = \"5s\"\npool_size = 16\ncache_enabled = false\n",
             server.uri(),
             password()
         ),
