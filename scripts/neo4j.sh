@@ -45,7 +45,7 @@ start() {
   fi
   need_tools java
   require_free_port "$port" NEO4J_PORT
-  mkdir -p "$home"
+  mkdir -p "$home" "$(dirname "$lib")"
   fetch_jars scripts/services/neo4j/pom.xml "$lib"
   say "starting Neo4j with Bolt on 127.0.0.1:$port, log in $log"
   # shellcheck disable=SC2086 # the heap options are several words on purpose

