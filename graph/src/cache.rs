@@ -262,9 +262,9 @@ impl GraphEnricher for CachedGraph {
 /// failure the claims are withdrawn so that the next batch asks again.
 async fn fill(shared: Arc<Shared>, flight: Arc<Flight>, claimed: Vec<Arc<str>>) {
     let mut guard = FillGuard {
-        shared: &shared,
-        flight: &flight,
-        claimed: &claimed,
+        shared: Arc::clone(&shared),
+        flight: Arc::clone(&flight),
+        claimed: claimed.clone(),
         finished: false,
     };
     let ids: Vec<&str> = claimed.iter().map(|k| &**k).collect();
@@ -299,7 +299,7 @@ async fn fill(shared: Arc<Shared>, flight: Arc<Flight>, claimed: Vec<Arc<str>>) 
         Err(err) => Err(Arc::new(err)),
     };
     if outcome.is_err() {
-        guard.withdraw();
+        withdraw(&shared, &flight, &claimed).await;
     }
     guard.finished = true;
     flight.done.send_replace(Some(outcome));
@@ -312,40 +312,48 @@ fn owned_by(slot: &Slot, flight: &Arc<Flight>) -> bool {
     matches!(slot, Slot::Loading { flight: f, .. } if Arc::ptr_eq(f, flight))
 }
 
-/// Withdraws the claims of a look-up that failed or was abandoned (its task panicked or the
-/// runtime shut down), so that no id stays "loading" forever.
-struct FillGuard<'a> {
-    shared: &'a Shared,
-    flight: &'a Arc<Flight>,
-    claimed: &'a [Arc<str>],
-    finished: bool,
-}
-
-impl FillGuard<'_> {
-    fn withdraw(&mut self) {
-        for key in self.claimed {
-            if self
-                .shared
-                .map
-                .remove_if_sync(&**key, |slot| owned_by(slot, self.flight))
-                .is_some()
-            {
-                self.shared.stats.entries.fetch_sub(1, Relaxed);
-            }
+/// Withdraws the claims of a look-up that failed, so that no id stays "loading" forever.
+/// Asynchronous on purpose: a blocking map call inside a task can wait for a bucket lock
+/// whose holder is a task queued behind it on the same worker, and with every worker so
+/// blocked the runtime stops (seen as a job frozen mid-stream under Neo4j timeouts).
+async fn withdraw(shared: &Shared, flight: &Arc<Flight>, claimed: &[Arc<str>]) {
+    for key in claimed {
+        if shared
+            .map
+            .remove_if_async(&**key, |slot| owned_by(slot, flight))
+            .await
+            .is_some()
+        {
+            shared.stats.entries.fetch_sub(1, Relaxed);
         }
     }
 }
 
-impl Drop for FillGuard<'_> {
+/// Withdraws the claims of a look-up that was abandoned (its task panicked or was dropped
+/// with the runtime) and tells its waiters.
+struct FillGuard {
+    shared: Arc<Shared>,
+    flight: Arc<Flight>,
+    claimed: Vec<Arc<str>>,
+    finished: bool,
+}
+
+impl Drop for FillGuard {
     fn drop(&mut self) {
         if !self.finished {
-            self.withdraw();
             self.flight
                 .done
                 .send_replace(Some(Err(Arc::new(GraphError::Backend {
                     backend: self.shared.inner.backend(),
                     source: "the graph look-up was abandoned before it answered".into(),
                 }))));
+            // Never block a worker thread on the map (see `withdraw`): clean up in a task
+            // of its own, or not at all when the runtime is gone with the cache.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let (shared, flight) = (Arc::clone(&self.shared), Arc::clone(&self.flight));
+                let claimed = std::mem::take(&mut self.claimed);
+                runtime.spawn(async move { withdraw(&shared, &flight, &claimed).await });
+            }
         }
     }
 }
