@@ -157,6 +157,24 @@ pub async fn ensure_topics(
     Ok(())
 }
 
+/// The partition ids of `topic` in ascending order, from the broker's metadata; empty when
+/// the topic does not exist (or reports an error).
+pub fn topic_partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+) -> Result<Vec<i32>, KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let metadata = consumer.fetch_metadata(Some(topic), START_TIMEOUT)?;
+    let mut partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    partitions.sort_unstable();
+    Ok(partitions)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,23 @@ impl Decision {
     }
 }
 
+/// Replaces `out` with the readable form of one event's reasons (feature index, raw value,
+/// contribution), naming each feature from the layout `specs`. Shared by the job and
+/// replay, so both publish reasons the same way.
+pub fn readable_reasons<'a>(
+    specs: &'a [crate::features::FeatureSpec],
+    reasons: &crate::engine::EventReasons,
+    out: &mut Vec<Reason<'a>>,
+) {
+    out.clear();
+    out.extend(reasons.iter().map(|(f, value, contribution)| Reason {
+        feature: &specs[*f].name,
+        name: &specs[*f].description,
+        value: *value,
+        contribution: *contribution,
+    }));
+}
+
 /// One feature that pushed the score up.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reason<'a> {

@@ -237,17 +237,10 @@ fn start_offsets(
     topic: &str,
     from_ms: Option<i64>,
 ) -> anyhow::Result<TopicPartitionList> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), START_TIMEOUT)
-        .with_context(|| {
+    let partitions =
+        riskstream_pipeline::kafka::topic_partitions(consumer, topic).with_context(|| {
             format!("cannot read metadata of topic `{topic}`; is the broker running?")
         })?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
     if partitions.is_empty() {
         bail!("topic `{topic}` does not exist or has no partitions");
     }

@@ -413,17 +413,7 @@ fn encode_results(engine: &Engine, scored: &Scored, out: &mut Vec<u8>, ends: &mu
     for (i, event) in decoded.events.iter().enumerate() {
         let record = &decoded.raw.records[decoded.records[i] as usize];
         let latency = now.saturating_duration_since(record.received);
-        reasons.clear();
-        reasons.extend(
-            scored.reasons[i]
-                .iter()
-                .map(|(f, value, contribution)| Reason {
-                    feature: &specs[*f].name,
-                    name: &specs[*f].description,
-                    value: *value,
-                    contribution: *contribution,
-                }),
-        );
+        riskstream_pipeline::result::readable_reasons(specs, &scored.reasons[i], &mut reasons);
         let view = ResultView {
             event,
             score: scored.scores[i],

@@ -65,21 +65,12 @@ pub(crate) fn spans(
     from_ms: i64,
 ) -> Result<Vec<Span>, ReplayError> {
     let kafka_error = |what: String| move |source| ReplayError::Kafka { what, source };
-    let metadata = consumer
-        .fetch_metadata(Some(topic), START_TIMEOUT)
-        .map_err(kafka_error(format!(
-            "cannot read metadata of topic `{topic}`; is the broker running?"
-        )))?;
-    let mut partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = crate::kafka::topic_partitions(consumer, topic).map_err(kafka_error(
+        format!("cannot read metadata of topic `{topic}`; is the broker running?"),
+    ))?;
     if partitions.is_empty() {
         return Err(ReplayError::MissingTopic(topic.to_string()));
     }
-    partitions.sort_unstable();
     let mut tpl = TopicPartitionList::with_capacity(partitions.len());
     for &p in &partitions {
         tpl.add_partition_offset(topic, p, Offset::Offset(from_ms.max(0)))

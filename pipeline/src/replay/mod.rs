@@ -298,35 +298,19 @@ async fn score(
         snapshot: engine.snapshots.load_full(),
     };
     let scored = tokio::task::block_in_place(|| engine.score(model, enriched, buffers))?;
-    encode(engine, model, &scored, &positions, out);
+    encode(engine, &scored, &positions, out);
     Ok(())
 }
 
 /// Encodes each scored event with the job's result encoder and keeps it parsed.
-fn encode(
-    engine: &Engine,
-    model: &Model,
-    scored: &Scored,
-    positions: &[(i32, i64)],
-    out: &mut Replayed,
-) {
+fn encode(engine: &Engine, scored: &Scored, positions: &[(i32, i64)], out: &mut Replayed) {
     let specs = engine.layout.describe();
     let enriched = &scored.enriched;
     let mut line = Vec::with_capacity(1024);
     let mut reasons: Vec<Reason<'_>> = Vec::with_capacity(crate::engine::REASONS);
     for (i, event) in enriched.decoded.events.iter().enumerate() {
         let (partition, offset) = positions[i];
-        reasons.clear();
-        reasons.extend(
-            scored.reasons[i]
-                .iter()
-                .map(|(f, value, contribution)| Reason {
-                    feature: &specs[*f].name,
-                    name: &specs[*f].description,
-                    value: *value,
-                    contribution: *contribution,
-                }),
-        );
+        crate::result::readable_reasons(specs, &scored.reasons[i], &mut reasons);
         let view = ResultView {
             event,
             score: scored.scores[i],
@@ -335,7 +319,7 @@ fn encode(
             aggregates: &enriched.aggregates[i],
             aggregate_names: &engine.aggregate_names,
             graph: &enriched.graphs[i],
-            model_version: model.version(),
+            model_version: &scored.model_version,
             snapshot_id: enriched.snapshot.id,
             source: crate::dead_letter::SourceRef {
                 topic: "replay",
