@@ -34,6 +34,20 @@ scripts/install-chromium.sh
 # Two cores: build once in the test profile, with dependencies optimised so the
 # end-to-end tests run the job at a realistic speed.
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# A one-off build gains nothing from incremental state, which costs gigabytes of disk.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
+# The build and the services' data need room; warn plainly up front, since a full disk
+# otherwise shows up only as a write error in the middle of a compile.
+need_kb=$((8 * 1024 * 1024))
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [[ -n $free_kb && $free_kb -lt $need_kb ]]; then
+  printf 'warning: only %s MiB free on this disk; the build and tests need about 8 GiB.\n' \
+    "$((free_kb / 1024))" >&2
+  printf '         If the build fails with "No space left on device", free some space\n' >&2
+  printf '         (cargo clean, old clones) and run scripts/test.sh again.\n' >&2
+fi
+log "disk: $((free_kb / 1024 / 1024)) GiB free"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
