@@ -39,10 +39,10 @@ export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 # The build and the services' data need room; warn plainly up front, since a full disk
 # otherwise shows up only as a write error in the middle of a compile.
-need_kb=$((8 * 1024 * 1024))
+need_kb=$((5 * 1024 * 1024))
 free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
 if [[ -n $free_kb && $free_kb -lt $need_kb ]]; then
-  printf 'warning: only %s MiB free on this disk; the build and tests need about 8 GiB.\n' \
+  printf 'warning: only %s MiB free on this disk; the build and tests need about 4 GiB.\n' \
     "$((free_kb / 1024))" >&2
   printf '         If the build fails with "No space left on device", free some space\n' >&2
   printf '         (cargo clean, old clones) and run scripts/test.sh again.\n' >&2

@@ -686,6 +686,7 @@ fn the_printed_toml_loads_back_as_the_same_configuration() {
             cache_enabled: false,
             cache_ttl: Duration::from_secs(5),
             cache_capacity: 0,
+            cache_warm_up: false,
         },
         model: ModelConfig {
             path: "m".to_owned(),

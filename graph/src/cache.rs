@@ -12,6 +12,12 @@
 //! * The backend look-up runs on its own task. A caller that gives up at its batch deadline
 //!   leaves the look-up running, so its answers still fill the cache for the next batch:
 //!   a cold cache warms up even when every early batch misses its deadline.
+//! * A caller with a deadline ([`GraphEnricher::lookup_until`]) gets every cached answer
+//!   at once and the pending ones that arrive in time; the rest stay `None` for that
+//!   caller, and their look-up still completes into the cache.
+//! * [`CachedGraph::preload`] stores answers fetched ahead of demand (the job's warm-up
+//!   and periodic refresh), so a stream need not miss once per entity before it runs at
+//!   cache speed.
 //! * The size is bounded by `capacity`: when it is exceeded, expired answers are dropped
 //!   first, then arbitrary ones (hash order) down to 90 % of the capacity.
 //!
@@ -24,7 +30,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{GraphAnswer, GraphEnricher, GraphError};
+use crate::{GraphAnswer, GraphEnricher, GraphError, Partial};
 
 /// How long answers live and how many are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +50,7 @@ pub struct CacheStats {
     expired: AtomicU64,
     evictions: AtomicU64,
     entries: AtomicUsize,
+    preloaded: AtomicU64,
 }
 
 impl CacheStats {
@@ -71,6 +78,11 @@ impl CacheStats {
     /// Answers dropped to keep the cache within its capacity.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Relaxed)
+    }
+
+    /// Answers stored ahead of demand by [`CachedGraph::preload`] (warm-up and refreshes).
+    pub fn preloaded(&self) -> u64 {
+        self.preloaded.load(Relaxed)
     }
 
     /// Entities currently cached or being looked up.
@@ -117,6 +129,8 @@ struct Shared {
     options: CacheOptions,
     stats: Arc<CacheStats>,
     sweeping: AtomicBool,
+    /// Set by a complete preload: until then, ids neither listed nor cached are unknown.
+    listed_until: std::sync::Mutex<Option<Instant>>,
 }
 
 /// A [`GraphEnricher`] that answers from a TTL cache and asks `inner` only about misses.
@@ -144,6 +158,7 @@ impl CachedGraph {
                 options,
                 stats: Arc::new(CacheStats::default()),
                 sweeping: AtomicBool::new(false),
+                listed_until: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -157,6 +172,38 @@ impl CachedGraph {
 #[async_trait]
 impl GraphEnricher for CachedGraph {
     async fn lookup(&self, ids: &[&str]) -> Result<Vec<Arc<GraphAnswer>>, GraphError> {
+        let partial = self.answer(ids, None).await;
+        if let Some(err) = partial.error {
+            return Err(err);
+        }
+        partial
+            .answers
+            .into_iter()
+            .map(|a| {
+                a.ok_or_else(|| GraphError::Backend {
+                    backend: self.shared.inner.backend(),
+                    source: "the backend returned fewer answers than ids".into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Cached answers at once, the others as their look-ups finish, up to `deadline`: an
+    /// event whose entities are all cached is enriched even when another entity of its
+    /// batch waits for the backend.
+    async fn lookup_until(&self, ids: &[&str], deadline: tokio::time::Instant) -> Partial {
+        self.answer(ids, Some(deadline)).await
+    }
+
+    fn backend(&self) -> &'static str {
+        self.shared.inner.backend()
+    }
+}
+
+impl CachedGraph {
+    /// Answers from the cache, claims the misses for one backend look-up, and waits for
+    /// pending answers, without limit or up to `deadline`.
+    async fn answer(&self, ids: &[&str], deadline: Option<tokio::time::Instant>) -> Partial {
         let shared = &self.shared;
         let now = Instant::now();
         let mut answers: Vec<Option<Arc<GraphAnswer>>> = vec![None; ids.len()];
@@ -195,8 +242,19 @@ impl GraphEnricher for CachedGraph {
             let key: Arc<str> = Arc::from(id);
             match shared.map.entry_async(Arc::clone(&key)).await {
                 scc::hash_map::Entry::Vacant(vacant) => {
-                    vacant.insert_entry(loading.clone());
                     shared.stats.entries.fetch_add(1, Relaxed);
+                    if let Some(expires) = self.listed_until(now) {
+                        // Not in the graph as last listed: a negative answer, no query.
+                        let answer = GraphAnswer::unknown();
+                        vacant.insert_entry(Slot::Ready {
+                            answer: Arc::clone(&answer),
+                            expires,
+                        });
+                        shared.stats.hits.fetch_add(1, Relaxed);
+                        answers[pos] = Some(answer);
+                        continue;
+                    }
+                    vacant.insert_entry(loading.clone());
                 }
                 scc::hash_map::Entry::Occupied(mut occupied) => match occupied.get().clone() {
                     Slot::Ready { answer, expires } if expires > now => {
@@ -226,35 +284,90 @@ impl GraphEnricher for CachedGraph {
             tokio::spawn(fill(Arc::clone(shared), flight, claimed));
         }
 
+        let mut error = None;
         for (pos, flight, index) in pending {
             let mut done = flight.done.subscribe();
-            let outcome = done
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| GraphError::Backend {
-                    backend: shared.inner.backend(),
-                    source: "the graph look-up task ended without an answer".into(),
-                })?
-                .clone();
+            let outcome = match deadline {
+                None => done.wait_for(Option::is_some).await.map(|o| o.clone()),
+                Some(at) => {
+                    let waited = tokio::time::timeout_at(at, async {
+                        done.wait_for(Option::is_some).await.map(|o| o.clone())
+                    })
+                    .await;
+                    // Past the deadline: take what has arrived, wait for nothing more.
+                    waited.unwrap_or_else(|_| Ok(done.borrow().clone()))
+                }
+            };
             match outcome {
-                Some(Ok(list)) => answers[pos] = list.get(index).cloned(),
-                Some(Err(err)) => return Err(GraphError::Shared(err)),
-                None => unreachable!("wait_for returned a value that fails its predicate"),
+                Ok(Some(Ok(list))) => answers[pos] = list.get(index).cloned(),
+                Ok(Some(Err(err))) => {
+                    error.get_or_insert(GraphError::Shared(err));
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    error.get_or_insert(GraphError::Backend {
+                        backend: shared.inner.backend(),
+                        source: "the graph look-up task ended without an answer".into(),
+                    });
+                }
             }
         }
-        answers
-            .into_iter()
-            .map(|a| {
-                a.ok_or_else(|| GraphError::Backend {
-                    backend: shared.inner.backend(),
-                    source: "the backend returned fewer answers than ids".into(),
-                })
-            })
-            .collect()
+        Partial { answers, error }
     }
 
-    fn backend(&self) -> &'static str {
-        self.shared.inner.backend()
+    /// Stores answers fetched ahead of demand, as if look-ups had just returned them:
+    /// new ids are added and cached answers renewed (with a fresh TTL), while ids being
+    /// looked up right now are left to that look-up. Stops adding new ids at the capacity.
+    /// Returns how many answers were stored.
+    ///
+    /// `complete` says the answers cover every entity of the graph. If all of them were
+    /// stored, then for one TTL an id that is neither listed nor cached is answered as
+    /// unknown without asking the backend: the same answer, and the same staleness, as a
+    /// negative answer cached just then. New entities are therefore seen within the TTL,
+    /// as with any cached answer.
+    pub async fn preload(
+        &self,
+        answers: Vec<(Arc<str>, Arc<GraphAnswer>)>,
+        complete: bool,
+    ) -> usize {
+        let shared = &self.shared;
+        let expires = Instant::now() + shared.options.ttl;
+        let total = answers.len();
+        let mut stored = 0;
+        for (key, answer) in answers {
+            match shared.map.entry_async(key).await {
+                scc::hash_map::Entry::Vacant(vacant) => {
+                    if shared.stats.entries() >= shared.options.capacity {
+                        continue;
+                    }
+                    vacant.insert_entry(Slot::Ready { answer, expires });
+                    shared.stats.entries.fetch_add(1, Relaxed);
+                }
+                scc::hash_map::Entry::Occupied(mut occupied) => {
+                    if matches!(occupied.get(), Slot::Loading { .. }) {
+                        continue;
+                    }
+                    occupied.insert(Slot::Ready { answer, expires });
+                }
+            }
+            stored += 1;
+        }
+        shared.stats.preloaded.fetch_add(stored as u64, Relaxed);
+        *shared
+            .listed_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = (complete && stored == total).then_some(expires);
+        stored
+    }
+
+    /// Until when ids missing from the last complete listing count as unknown.
+    fn listed_until(&self, now: Instant) -> Option<Instant> {
+        let until = *self
+            .shared
+            .listed_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        until.filter(|&t| t > now)
     }
 }
 
@@ -529,6 +642,92 @@ mod tests {
             "one query for all three callers"
         );
         assert_eq!(cache.stats().shared_waits(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_gives_cached_answers_and_leaves_only_late_ids_unanswered() {
+        let gate = Arc::new(Notify::new());
+        let backend = counting(Some(gate.clone()));
+        let cache = CachedGraph::new(backend.clone(), options(60_000, 100));
+        gate.notify_one();
+        cache.lookup(&["B"]).await.unwrap();
+        // "A" is not cached and its look-up waits at the gate past the deadline.
+        let until = tokio::time::Instant::now() + Duration::from_millis(30);
+        let partial = cache.lookup_until(&["B", "A"], until).await;
+        assert!(partial.error.is_none(), "late is not an error");
+        assert_eq!(partial.answers[0].as_ref().map(|a| a.hops), Some(Some(0)));
+        assert!(partial.answers[1].is_none(), "the late answer is left out");
+        assert_eq!(partial.missing(), 1);
+        // The look-up goes on and fills the cache for the next batch.
+        gate.notify_one();
+        let later = tokio::time::Instant::now() + Duration::from_secs(5);
+        let partial = cache.lookup_until(&["A"], later).await;
+        assert_eq!(partial.answers[0].as_ref().map(|a| a.hops), Some(Some(1)));
+        assert_eq!(backend.calls.load(Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_lookup_leaves_its_ids_unanswered_and_reports_the_error() {
+        let backend = counting(None);
+        let cache = CachedGraph::new(backend.clone(), options(60_000, 100));
+        cache.lookup(&["B"]).await.unwrap();
+        backend.fail.store(true, Relaxed);
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        let partial = cache.lookup_until(&["A", "B"], until).await;
+        assert!(partial.answers[0].is_none());
+        assert!(
+            partial.answers[1].is_some(),
+            "the cached answer still counts"
+        );
+        assert!(matches!(partial.error, Some(GraphError::Shared(_))));
+    }
+
+    #[tokio::test]
+    async fn preloaded_answers_are_served_without_asking_the_backend() {
+        let backend = counting(None);
+        let cache = CachedGraph::new(backend.clone(), options(60_000, 2));
+        let answers = backend.inner.lookup(&["A", "B", "ghost"]).await.unwrap();
+        let keyed: Vec<(Arc<str>, Arc<GraphAnswer>)> = ["A", "B", "ghost"]
+            .into_iter()
+            .map(Arc::from)
+            .zip(answers.iter().cloned())
+            .collect();
+        assert_eq!(cache.preload(keyed, true).await, 2, "stops at the capacity");
+        let got = cache.lookup(&["B", "A"]).await.unwrap();
+        assert_eq!(got, vec![answers[1].clone(), answers[0].clone()]);
+        assert_eq!(backend.calls.load(Relaxed), 0);
+        assert_eq!((cache.stats().hits(), cache.stats().preloaded()), (2, 2));
+        // A refresh renews cached answers even at the capacity.
+        let again = vec![(Arc::from("A"), answers[0].clone())];
+        assert_eq!(cache.preload(again, false).await, 1);
+    }
+
+    #[tokio::test]
+    async fn after_a_complete_listing_unlisted_ids_are_unknown_until_the_ttl_passes() {
+        let backend = counting(None);
+        let cache = CachedGraph::new(backend.clone(), options(40, 100));
+        let listed = backend.inner.lookup(&["A", "B"]).await.unwrap();
+        let keyed: Vec<(Arc<str>, Arc<GraphAnswer>)> = ["A", "B"]
+            .into_iter()
+            .map(Arc::from)
+            .zip(listed.iter().cloned())
+            .collect();
+        cache.preload(keyed.clone(), true).await;
+        let got = cache.lookup(&["A", "new"]).await.unwrap();
+        assert!(!got[1].known);
+        assert_eq!(
+            backend.calls.load(Relaxed),
+            0,
+            "no query for an unlisted id"
+        );
+        // Past the TTL the listing no longer vouches for absent ids.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        cache.lookup(&["other"]).await.unwrap();
+        assert_eq!(backend.calls.load(Relaxed), 1);
+        // An incomplete listing (cut at the capacity) vouches for nothing.
+        cache.preload(keyed, false).await;
+        cache.lookup(&["third"]).await.unwrap();
+        assert_eq!(backend.calls.load(Relaxed), 2);
     }
 
     #[tokio::test]

@@ -90,7 +90,7 @@ pub use cache::{CacheOptions, CacheStats, CachedGraph};
 pub use error::GraphError;
 pub use file::{EntityKind, GraphFileReader, GraphRecord, NumberedRecord, Relation};
 pub use memory::MemoryGraph;
-pub use neo4j::{Neo4jGraph, Neo4jOptions};
+pub use neo4j::{GraphListing, Neo4jGraph, Neo4jOptions};
 
 /// Answers graph questions for batches of entity ids; implemented by every backend so the
 /// stream (and the enrichment cache in front of it) does not care which one is configured.
@@ -100,8 +100,62 @@ pub trait GraphEnricher: Send + Sync {
     /// `known == false`.
     async fn lookup(&self, ids: &[&str]) -> Result<Vec<Arc<GraphAnswer>>, GraphError>;
 
+    /// The answers available by `deadline`: the stream never waits longer, and an event is
+    /// enriched when the answers for all of its entities came in time. This default waits for
+    /// [`lookup`](Self::lookup) as a whole, so any failure or lateness leaves every id
+    /// unanswered; a backend that can answer some ids sooner than others (the cache) says so
+    /// per id.
+    async fn lookup_until(&self, ids: &[&str], deadline: tokio::time::Instant) -> Partial {
+        match tokio::time::timeout_at(deadline, self.lookup(ids)).await {
+            Ok(Ok(answers)) if answers.len() == ids.len() => Partial {
+                answers: answers.into_iter().map(Some).collect(),
+                error: None,
+            },
+            Ok(Ok(answers)) => Partial::none(
+                ids.len(),
+                Some(GraphError::Backend {
+                    backend: self.backend(),
+                    source: format!(
+                        "asked about {} ids, got {} answers",
+                        ids.len(),
+                        answers.len()
+                    )
+                    .into(),
+                }),
+            ),
+            Ok(Err(err)) => Partial::none(ids.len(), Some(err)),
+            Err(_) => Partial::none(ids.len(), None),
+        }
+    }
+
     /// Short backend name for logs and metrics ("memory", "neo4j").
     fn backend(&self) -> &'static str;
+}
+
+/// What a look-up bounded by a deadline could answer.
+#[derive(Debug)]
+pub struct Partial {
+    /// One entry per id asked about, in order; `None` where no answer came in time or the
+    /// look-up for that id failed.
+    pub answers: Vec<Option<Arc<GraphAnswer>>>,
+    /// The first failure behind a missing answer; `None` with answers missing means the
+    /// deadline passed first.
+    pub error: Option<GraphError>,
+}
+
+impl Partial {
+    /// Nothing answered, for `n` ids.
+    pub fn none(n: usize, error: Option<GraphError>) -> Partial {
+        Partial {
+            answers: vec![None; n],
+            error,
+        }
+    }
+
+    /// Ids left unanswered.
+    pub fn missing(&self) -> usize {
+        self.answers.iter().filter(|a| a.is_none()).count()
+    }
 }
 
 /// What the graph says about one entity; see the crate docs for the exact semantics every

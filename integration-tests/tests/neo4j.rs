@@ -58,6 +58,17 @@ fn graph_load(uri: &str, file: &Path, extra: &[&str]) -> (u64, u64) {
     (created("nodes"), created("relationships"))
 }
 
+/// The node ids of a graph file, in file order.
+fn node_ids(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "node")
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn neo4j_options(uri: String, max_hops: u32) -> Neo4jOptions {
     Neo4jOptions {
         uri,
@@ -141,13 +152,7 @@ fn neo4j_and_the_in_memory_graph_give_identical_answers_for_a_thousand_random_en
     let (_prefix, file) = prefixed_dataset(dir.path(), 5_000, 23, "same");
     graph_load(&uri(), &file, &[]);
 
-    let ids: Vec<String> = std::fs::read_to_string(&file)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["type"] == "node")
-        .map(|v| v["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids: Vec<String> = node_ids(&file);
     // A fixed-seed pick of 990 known ids (with repeats allowed) and 10 unknown ones.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut pick: Vec<String> = (0..990)
@@ -196,6 +201,186 @@ fn neo4j_and_the_in_memory_graph_give_identical_answers_for_a_thousand_random_en
             "max_hops {max_hops}: the sample exercises real paths ({near} near flagged nodes)"
         );
     }
+}
+
+#[test]
+fn warming_a_cache_from_neo4j_gives_every_entity_the_answer_of_the_in_memory_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, file) = prefixed_dataset(dir.path(), 5_000, 29, "warm");
+    graph_load(&uri(), &file, &[]);
+    let ids: Vec<String> = node_ids(&file);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let memory = MemoryGraph::load(&file, 3).unwrap();
+    let neo4j = Neo4jGraph::connect(&neo4j_options(uri(), 3)).unwrap();
+    // The database is shared with other tests: look at this test's entities only.
+    let listing = rt.block_on(neo4j.answers_for_all(usize::MAX)).unwrap();
+    assert!(listing.complete);
+    let all = listing.answers;
+    let mine: HashMap<&str, &Arc<GraphAnswer>> = all
+        .iter()
+        .filter(|(id, _)| id.starts_with(&prefix))
+        .map(|(id, answer)| (&**id, answer))
+        .collect();
+    assert_eq!(
+        mine.len(),
+        ids.len(),
+        "one answer per node of the file, each listed once"
+    );
+    let mut near = 0;
+    let mut differences = Vec::new();
+    for id in &ids {
+        let want = memory.lookup_one(id);
+        let got = mine[id.as_str()];
+        near += usize::from(want.hops.is_some_and(|h| h > 0));
+        if *want != **got {
+            differences.push(format!("{id}: memory {want:?} / warm-up {got:?}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} of {} answers differ, e.g.\n{}",
+        differences.len(),
+        ids.len(),
+        differences[..differences.len().min(5)].join("\n")
+    );
+    assert!(
+        near >= 10,
+        "real paths are exercised ({near} near flagged nodes)"
+    );
+    // Answers with a flagged node near come first, so a capacity cut keeps them.
+    let first_far = all.iter().position(|(_, a)| a.hops.is_none()).unwrap();
+    assert!(
+        all[first_far..].iter().all(|(_, a)| a.hops.is_none()),
+        "near-flagged answers are listed before the others"
+    );
+    let cut = rt.block_on(neo4j.answers_for_all(first_far)).unwrap();
+    assert_eq!(cut.answers.len(), first_far);
+    assert!(!cut.complete, "a listing cut short says so");
+}
+
+/// Copies an events file with `prefix` in front of every entity id, to match a prefixed
+/// graph.
+fn prefixed_events(events: &Path, prefix: &str, out: &Path) {
+    let text = std::fs::read_to_string(events).unwrap();
+    let mut lines = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for key in [
+            "account_id",
+            "counterparty_id",
+            "device_id",
+            "ip",
+            "merchant_id",
+        ] {
+            if let Some(id) = v[key].as_str() {
+                v[key] = serde_json::Value::String(format!("{prefix}{id}"));
+            }
+        }
+        lines.push_str(&v.to_string());
+        lines.push('\n');
+    }
+    std::fs::write(out, lines).unwrap();
+}
+
+/// Runs the job over a file and returns each result's `graph` object by event id.
+fn graph_results(dir: &Path, name: &str, events: &Path, args: &[&str]) -> HashMap<String, String> {
+    let out = dir.join(format!("{name}.jsonl"));
+    let status = Command::new(riskstream_bin())
+        .args(["run", "--quiet", "--input"])
+        .arg(events)
+        .arg("--output")
+        .arg(&out)
+        .arg("--dead-letter")
+        .arg(dir.join(format!("{name}-dead.jsonl")))
+        .args(args)
+        .env("RISKSTREAM__GRAPH__PASSWORD", password())
+        .current_dir(repo_root())
+        .status()
+        .expect("riskstream runs");
+    assert!(status.success(), "{name} run failed: {status}");
+    std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["event_id"].as_str().unwrap().to_owned(),
+                v["graph"].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_warmed_cache_enriches_every_event_from_the_first_even_when_no_query_could_meet_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, graph) = prefixed_dataset(dir.path(), 6_000, 31, "warmjob");
+    graph_load(&uri(), &graph, &[]);
+    let events = dir.path().join("prefixed-events.jsonl");
+    prefixed_events(&dir.path().join("events.jsonl"), &prefix, &events);
+    let config = |warm: bool| {
+        let path = dir.path().join(format!("neo4j-{warm}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[graph]\nkind = \"neo4j\"\nuri = \"{}\"\nbatch_deadline = \"1ms\"\n\
+                 cache_warm_up = {warm}\n",
+                uri()
+            ),
+        )
+        .unwrap();
+        path
+    };
+
+    let memory = graph_results(
+        dir.path(),
+        "memory",
+        &events,
+        &["--graph", graph.to_str().unwrap()],
+    );
+    let warm = graph_results(
+        dir.path(),
+        "warm",
+        &events,
+        &["--config", config(true).to_str().unwrap()],
+    );
+    assert_eq!(warm.len(), 6_000);
+    // Every answer comes from the warmed cache, including those for entities the graph
+    // does not hold (new devices and IPs): the complete listing says they are unknown.
+    let differ: Vec<&String> = memory
+        .keys()
+        .filter(|id| memory[*id] != warm[*id])
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of 6000 events got other graph answers than from the in-memory graph, e.g. {}: \
+         memory {} / warmed {}",
+        differ.len(),
+        differ[0],
+        memory[differ[0]],
+        warm[differ[0]]
+    );
+    assert!(
+        warm.values().all(|g| g.contains("\"status\":\"ok\"")),
+        "every event enriched"
+    );
+
+    // The same run without the warm-up: a 1 ms deadline leaves early events unenriched.
+    let cold = graph_results(
+        dir.path(),
+        "cold",
+        &events,
+        &["--config", config(false).to_str().unwrap()],
+    );
+    let unavailable = cold
+        .values()
+        .filter(|g| g.contains("\"status\":\"unavailable\""))
+        .count();
+    assert!(
+        unavailable > 0,
+        "a cold cache cannot answer within 1 ms, so this test shows what the warm-up does"
+    );
 }
 
 #[test]

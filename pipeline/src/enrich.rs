@@ -104,8 +104,9 @@ impl WarningLimiter {
 }
 
 /// Looks up every distinct entity of the batch in one call and builds each event's answer.
-/// A failed or late look-up marks the whole batch `unavailable` instead of waiting longer
-/// than `deadline`.
+/// The stream waits at most `deadline`: an event whose entities were all answered by then
+/// is enriched (`ok`); one that still misses an answer, because the look-up failed or is
+/// late, is scored without graph features (`unavailable`).
 pub async fn enrich_batch(
     enricher: Option<&dyn GraphEnricher>,
     deadline: Duration,
@@ -124,49 +125,40 @@ pub async fn enrich_batch(
             });
         }
     }
-    let answers = match tokio::time::timeout(deadline, enricher.lookup(&ids)).await {
-        Ok(Ok(answers)) if answers.len() == ids.len() => answers,
-        Ok(Ok(answers)) => {
-            if let Some(suppressed) = WARNINGS.due() {
-                tracing::warn!(
-                    backend = enricher.backend(),
-                    asked = ids.len(),
-                    got = answers.len(),
-                    similar_warnings_suppressed = suppressed,
-                    "graph answered with the wrong number of answers; batch scored without graph features"
-                );
-            }
-            return vec![EventGraph::without(GraphStatus::Unavailable); events.len()];
-        }
-        Ok(Err(err)) => {
-            if let Some(suppressed) = WARNINGS.due() {
-                tracing::warn!(
+    let until = tokio::time::Instant::now() + deadline;
+    let partial = enricher.lookup_until(&ids, until).await;
+    let missing = partial.missing();
+    if missing > 0 {
+        if let Some(suppressed) = WARNINGS.due() {
+            match &partial.error {
+                Some(err) => tracing::warn!(
                     backend = enricher.backend(),
                     error = %err,
+                    unanswered = missing,
+                    asked = ids.len(),
                     similar_warnings_suppressed = suppressed,
-                    "graph look-up failed; batch scored without graph features"
-                );
-            }
-            return vec![EventGraph::without(GraphStatus::Unavailable); events.len()];
-        }
-        Err(_) => {
-            if let Some(suppressed) = WARNINGS.due() {
-                tracing::warn!(
+                    "graph look-up failed; events with unanswered entities scored without graph features"
+                ),
+                None => tracing::warn!(
                     backend = enricher.backend(),
                     deadline_ms = deadline.as_millis() as u64,
+                    unanswered = missing,
+                    asked = ids.len(),
                     similar_warnings_suppressed = suppressed,
-                    "graph look-up missed its deadline; batch scored without graph features"
-                );
+                    "graph look-up missed its deadline; events with unanswered entities scored without graph features"
+                ),
             }
-            return vec![EventGraph::without(GraphStatus::Unavailable); events.len()];
         }
-    };
+    }
+    let answers = partial.answers;
     events
         .iter()
         .map(|event| {
             let mut graph = EventGraph::without(GraphStatus::Ok);
             for id in entities(event) {
-                let answer = &answers[index[id]];
+                let Some(answer) = answers.get(index[id]).and_then(Option::as_ref) else {
+                    return EventGraph::without(GraphStatus::Unavailable);
+                };
                 graph.known |= answer.known;
                 graph.flagged_nearby = graph.flagged_nearby.max(answer.flagged_within);
                 let closer = match (&graph.nearest, answer.hops) {
@@ -186,7 +178,7 @@ pub async fn enrich_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use riskstream_graph::{EntityKind, GraphRecord, MemoryGraph, Relation};
+    use riskstream_graph::{EntityKind, GraphError, GraphRecord, MemoryGraph, Partial, Relation};
 
     fn event(account: &str, device: Option<&str>) -> Event {
         Event {
@@ -239,6 +231,49 @@ mod tests {
         assert_eq!(out[0].flagged_nearby, 1);
         assert_eq!(out[1].hops(), None);
         assert!(!out[1].known);
+    }
+
+    /// Answers some ids at once and never answers the others, like a cache whose misses
+    /// are still with the backend at the deadline.
+    struct HalfAnswered {
+        graph: MemoryGraph,
+        late: &'static str,
+    }
+
+    #[async_trait::async_trait]
+    impl GraphEnricher for HalfAnswered {
+        async fn lookup(&self, ids: &[&str]) -> Result<Vec<Arc<GraphAnswer>>, GraphError> {
+            self.graph.lookup(ids).await
+        }
+
+        async fn lookup_until(&self, ids: &[&str], _: tokio::time::Instant) -> Partial {
+            let answers = ids
+                .iter()
+                .map(|id| (*id != self.late).then(|| self.graph.lookup_one(id)))
+                .collect();
+            Partial {
+                answers,
+                error: None,
+            }
+        }
+
+        fn backend(&self) -> &'static str {
+            "half"
+        }
+    }
+
+    #[tokio::test]
+    async fn only_events_with_an_unanswered_entity_go_without_graph_features() {
+        let g = HalfAnswered {
+            graph: graph(),
+            late: "D-1",
+        };
+        let events = [event("A-1", Some("D-1")), event("A-9", None)];
+        let out = enrich_batch(Some(&g), Duration::from_millis(1), &events).await;
+        assert_eq!(out[0].status, GraphStatus::Unavailable);
+        assert_eq!(out[0].hops(), None, "no partial graph features");
+        assert_eq!(out[1].status, GraphStatus::Ok);
+        assert_eq!(out[1].hops(), Some(0));
     }
 
     #[tokio::test]

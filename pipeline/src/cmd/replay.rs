@@ -131,9 +131,14 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayOutcome> {
 
     let setup::ChosenGraph {
         enricher,
+        warmer,
         description: graph_description,
         ..
     } = setup::graph(&config, args.graph.as_deref(), args.input.as_deref(), None)?;
+    // A replay is short: one warm-up, no refresh.
+    if let Some(warmer) = warmer {
+        warmer.warm_up().await;
+    }
     let model = setup::load_model(&config, args.model.as_deref())?;
     let metrics = Arc::new(Metrics::default());
     let engine = setup::engine(&config, Some(&model), enricher, metrics, true)?;

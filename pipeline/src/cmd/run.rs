@@ -108,6 +108,8 @@ pub struct GraphCacheSummary {
     pub shared_waits: u64,
     pub expired: u64,
     pub evictions: u64,
+    /// Answers stored ahead of demand by the warm-up and its refreshes.
+    pub preloaded: u64,
     pub hit_ratio: f64,
 }
 
@@ -152,6 +154,7 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     let slot: ModelSlot = Arc::new(arc_swap::ArcSwap::from_pointee(active));
     let acknowledger = setup.acknowledger;
     let graph_cache = setup.graph_cache;
+    let graph_warmer = setup.graph_warmer;
     let outputs = Outputs::open(&setup.results, &setup.dead_letters, &config).await?;
     let results_path = outputs.results_target.clone();
     let dead_letter_path = outputs.dead_letter_target.clone();
@@ -167,6 +170,13 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
 
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
+    let refreshing = match graph_warmer {
+        Some(warmer) => {
+            warmer.warm_up().await;
+            Some(warmer.spawn_refresh(cancel.clone()))
+        }
+        None => None,
+    };
     let (reload_tx, reload_rx) = mpsc::channel::<Reload>(4);
     let watcher = ModelWatcher::new(
         model_dir,
@@ -349,6 +359,9 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     let (d, a, e, o, s) = tokio::join!(decode, aggregate, enrich, enrich_order, score);
     // The watcher stops on `cancel`; a load in progress finishes first.
     let _ = watching.await;
+    if let Some(refreshing) = refreshing {
+        let _ = refreshing.await;
+    }
     d.context("decode stage panicked")?;
     a.context("aggregate stage panicked")?;
     e.context("enrich stage panicked")?;
@@ -390,6 +403,7 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
         shared_waits: stats.shared_waits(),
         expired: stats.expired(),
         evictions: stats.evictions(),
+        preloaded: stats.preloaded(),
         hit_ratio: stats.hit_ratio(),
     });
     print_summary(&summary);
@@ -673,8 +687,8 @@ fn print_graph_summary(s: &RunSummary) {
     );
     if let Some(c) = &s.graph_cache {
         eprintln!(
-            "  graph cache   hit ratio {:.3}  (hits {}, misses {}, shared waits {}, expired {}, evictions {})",
-            c.hit_ratio, c.hits, c.misses, c.shared_waits, c.expired, c.evictions
+            "  graph cache   hit ratio {:.3}  (hits {}, misses {}, shared waits {}, expired {}, evictions {}, preloaded {})",
+            c.hit_ratio, c.hits, c.misses, c.shared_waits, c.expired, c.evictions, c.preloaded
         );
     }
 }

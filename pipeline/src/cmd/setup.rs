@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use tokio_util::sync::CancellationToken;
 
 use riskstream_config::{AggregateKey, Config, GraphKind, ModelDevice, SinkKind, SourceKind};
 use riskstream_graph::{
@@ -36,6 +38,8 @@ pub struct Setup {
     pub graph_description: String,
     /// Counters of the graph cache, when the Neo4j graph is cached.
     pub graph_cache: Option<Arc<CacheStats>>,
+    /// Fills the graph cache ahead of demand, when configured.
+    pub graph_warmer: Option<CacheWarmer>,
 }
 
 /// Where results or dead letters go: a JSONL file (`-` for standard output) or the
@@ -212,13 +216,15 @@ pub fn graph(
 ) -> anyhow::Result<ChosenGraph> {
     let max_hops = config.graph.max_hops;
     let mut cache = None;
+    let mut warmer = None;
     let (enricher, description): (Option<Arc<dyn GraphEnricher>>, String) = match config.graph.kind
     {
         GraphKind::None => (None, "none".into()),
         GraphKind::Neo4j => {
-            let (enricher, stats, text) = neo4j_graph(config)?;
-            cache = stats;
-            (Some(enricher), text)
+            let neo4j = neo4j_graph(config)?;
+            cache = neo4j.cache;
+            warmer = neo4j.warmer;
+            (Some(neo4j.enricher), neo4j.description)
         }
         GraphKind::Memory => {
             let explicit = graph_arg.map(Path::to_path_buf).or_else(|| {
@@ -248,6 +254,7 @@ pub fn graph(
     Ok(ChosenGraph {
         enricher,
         cache,
+        warmer,
         description,
     })
 }
@@ -257,6 +264,8 @@ pub fn graph(
 pub struct ChosenGraph {
     pub enricher: Option<Arc<dyn GraphEnricher>>,
     pub cache: Option<Arc<CacheStats>>,
+    /// Fills the cache ahead of demand (Neo4j with `graph.cache_warm_up`).
+    pub warmer: Option<CacheWarmer>,
     pub description: String,
 }
 
@@ -310,6 +319,7 @@ pub fn build(
     let ChosenGraph {
         enricher,
         cache: graph_cache,
+        warmer: graph_warmer,
         description: graph_description,
     } = graph(
         config,
@@ -342,6 +352,7 @@ pub fn build(
         dead_letters,
         graph_description,
         graph_cache,
+        graph_warmer,
     })
 }
 
@@ -365,12 +376,17 @@ pub fn neo4j_options(config: &Config) -> anyhow::Result<Neo4jOptions> {
     })
 }
 
-/// The Neo4j enricher, the cache's counters when it is cached, and its description.
-pub type Neo4jSetup = (Arc<dyn GraphEnricher>, Option<Arc<CacheStats>>, String);
+/// The Neo4j enricher with what goes with it: the cache's counters when it is cached, the
+/// cache warmer when `graph.cache_warm_up`, and a description for the start-up log.
+pub struct Neo4jSetup {
+    pub enricher: Arc<dyn GraphEnricher>,
+    pub cache: Option<Arc<CacheStats>>,
+    pub warmer: Option<CacheWarmer>,
+    pub description: String,
+}
 
-/// The Neo4j enricher, behind the cache when `graph.cache_enabled`; with the cache's
-/// counters and a description for the start-up log. Connects lazily: a job started while
-/// Neo4j is down scores without graph features until it is up.
+/// The Neo4j enricher, behind the cache when `graph.cache_enabled`. Connects lazily: a job
+/// started while Neo4j is down scores without graph features until it is up.
 pub fn neo4j_graph(config: &Config) -> anyhow::Result<Neo4jSetup> {
     let graph = &config.graph;
     let neo4j = Neo4jGraph::connect(&neo4j_options(config)?).with_context(|| {
@@ -380,20 +396,106 @@ pub fn neo4j_graph(config: &Config) -> anyhow::Result<Neo4jSetup> {
         )
     })?;
     if !graph.cache_enabled {
-        let text = format!("neo4j ({}, no cache)", graph.uri);
-        return Ok((Arc::new(neo4j), None, text));
+        return Ok(Neo4jSetup {
+            enricher: Arc::new(neo4j),
+            cache: None,
+            warmer: None,
+            description: format!("neo4j ({}, no cache)", graph.uri),
+        });
     }
     let cached = CachedGraph::new(
-        Arc::new(neo4j),
+        Arc::new(neo4j.clone()),
         CacheOptions {
             ttl: graph.cache_ttl,
             capacity: graph.cache_capacity,
         },
     );
-    let stats = cached.stats();
-    let text = format!(
-        "neo4j ({}, cache {} entities for {:?})",
-        graph.uri, graph.cache_capacity, graph.cache_ttl
-    );
-    Ok((Arc::new(cached), Some(stats), text))
+    let warmer = graph.cache_warm_up.then(|| CacheWarmer {
+        neo4j,
+        cache: cached.clone(),
+        capacity: graph.cache_capacity,
+        every: graph.cache_ttl / 2,
+    });
+    Ok(Neo4jSetup {
+        enricher: Arc::new(cached.clone()),
+        cache: Some(cached.stats()),
+        warmer,
+        description: format!(
+            "neo4j ({}, cache {} entities for {:?}{})",
+            graph.uri,
+            graph.cache_capacity,
+            graph.cache_ttl,
+            if graph.cache_warm_up { ", warmed" } else { "" }
+        ),
+    })
+}
+
+/// The longest a warm-up may hold back the first event; a graph too large to list in that
+/// time starts with the part that arrived, and the next refresh tries again.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(60);
+
+/// Fills the graph cache ahead of demand with the answers for the whole graph: once before
+/// the first event, then every half TTL, so cached answers are renewed before they expire
+/// instead of all expiring together and sending a burst of misses to Neo4j.
+#[derive(Clone)]
+pub struct CacheWarmer {
+    neo4j: Neo4jGraph,
+    cache: CachedGraph,
+    capacity: usize,
+    every: Duration,
+}
+
+impl CacheWarmer {
+    /// One fill: how many answers were stored and how long it took.
+    async fn fill(&self) -> anyhow::Result<(usize, Duration)> {
+        let started = Instant::now();
+        let answers =
+            tokio::time::timeout(WARM_UP_LIMIT, self.neo4j.answers_for_all(self.capacity))
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("Neo4j did not list the graph within {WARM_UP_LIMIT:?}")
+                })??;
+        let stored = self.cache.preload(answers.answers, answers.complete).await;
+        Ok((stored, started.elapsed()))
+    }
+
+    /// Warms the cache before the first event. A failure is logged, not fatal: the job then
+    /// starts cold and asks Neo4j per batch.
+    pub async fn warm_up(&self) {
+        tracing::info!("warming the graph cache from Neo4j (graph.cache_warm_up)");
+        match self.fill().await {
+            Ok((stored, took)) => tracing::info!(
+                entities = stored,
+                seconds = took.as_secs_f64(),
+                "graph cache warmed"
+            ),
+            Err(err) => tracing::warn!(
+                error = %format!("{err:#}"),
+                "cannot warm the graph cache; starting cold, entities are asked about per batch"
+            ),
+        }
+    }
+
+    /// Renews the cached answers every half TTL until `cancel`.
+    pub fn spawn_refresh(self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(self.every) => {}
+                }
+                match self.fill().await {
+                    Ok((stored, took)) => tracing::debug!(
+                        entities = stored,
+                        seconds = took.as_secs_f64(),
+                        "graph cache refreshed"
+                    ),
+                    Err(err) => tracing::warn!(
+                        error = %format!("{err:#}"),
+                        "cannot refresh the graph cache; cached answers expire and are asked about per batch"
+                    ),
+                }
+            }
+        })
+    }
 }
