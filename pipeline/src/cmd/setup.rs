@@ -460,10 +460,14 @@ impl CacheWarmer {
     }
 
     /// Warms the cache before the first event. A failure is logged, not fatal: the job then
-    /// starts cold and asks Neo4j per batch.
-    pub async fn warm_up(&self) {
+    /// starts cold and asks Neo4j per batch. A shutdown request (`cancel`) cuts it short.
+    pub async fn warm_up(&self, cancel: &CancellationToken) {
         tracing::info!("warming the graph cache from Neo4j (graph.cache_warm_up)");
-        match self.fill().await {
+        let filled = tokio::select! {
+            () = cancel.cancelled() => return,
+            filled = self.fill() => filled,
+        };
+        match filled {
             Ok((stored, took)) => tracing::info!(
                 entities = stored,
                 seconds = took.as_secs_f64(),
