@@ -32,10 +32,17 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Runs a `riskstream` command to completion and panics with its output if it fails.
+/// Runs a `riskstream` command to completion and panics with its output if it fails;
+/// returns what it wrote to standard error (its progress and summary).
 pub fn riskstream(args: &[&str]) -> String {
+    riskstream_with_env(args, &[])
+}
+
+/// [`riskstream`] with extra environment variables, such as a password.
+pub fn riskstream_with_env(args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new(riskstream_bin())
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(repo_root())
         .output()
         .expect("riskstream runs");

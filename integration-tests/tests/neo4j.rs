@@ -17,7 +17,7 @@ use riskstream_graph::{
     BreakerOptions, GraphAnswer, GraphEnricher, MemoryGraph, Neo4jGraph, Neo4jOptions,
 };
 use riskstream_integration_tests::kafka::{
-    generate, produce, read_topic, unique, wait_for_messages, Deployment, Job,
+    generate, produce, read_topic, riskstream_with_env, unique, wait_for_messages, Deployment, Job,
 };
 use riskstream_integration_tests::neo4j::{
     client, count, file_counts, password, prefixed_counts, prefixed_graph, uri, PrivateNeo4j,
@@ -27,22 +27,13 @@ use riskstream_integration_tests::{repo_root, riskstream_bin};
 /// Runs `riskstream graph load` against `uri` with the password in the environment;
 /// returns (nodes created, relationships created) from its summary.
 fn graph_load(uri: &str, file: &Path, extra: &[&str]) -> (u64, u64) {
-    let out = Command::new(riskstream_bin())
-        .args([
-            "graph", "load", "--quiet", "--uri", uri, "--user", "neo4j", "--file",
-        ])
-        .arg(file)
-        .args(extra)
-        .env("RISKSTREAM__GRAPH__PASSWORD", password())
-        .current_dir(repo_root())
-        .output()
-        .expect("riskstream runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "graph load failed: {}\n{stderr}",
-        out.status
-    );
+    let file = file.to_str().expect("temp paths are UTF-8");
+    let mut args = vec![
+        "graph", "load", "--quiet", "--uri", uri, "--user", "neo4j", "--file", file,
+    ];
+    args.extend_from_slice(extra);
+    let password = password();
+    let stderr = riskstream_with_env(&args, &[("RISKSTREAM__GRAPH__PASSWORD", &password)]);
     let created = |label: &str| -> u64 {
         let line = stderr
             .lines()
