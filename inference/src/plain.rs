@@ -13,13 +13,17 @@
 //! IEEE 754 defines it and `f32::mul_add` computes it), then ReLU on hidden layers.
 //!
 //! Why fused: a fused multiply-add is one instruction where a multiply then an add are two,
-//! which roughly doubles the arithmetic one core does per cycle on every x86-64 CPU since
-//! 2013 (Haswell, Piledriver) and on every 64-bit ARM CPU. Its result is defined to the bit,
-//! so fusing does not cost determinism: every machine computes the same bits. What it costs
-//! is speed on x86-64 CPUs without the instruction, where the same bits come from a software
-//! fused multiply-add (correct, but scoring is then an order of magnitude slower). Scores
-//! differ from the earlier unfused arithmetic by about one rounding per step (about 1e-7 of
-//! a score); [`Arithmetic::Unfused`] keeps that arithmetic for comparison.
+//! which doubles the peak arithmetic of a core on every x86-64 CPU since 2013 (Haswell,
+//! Piledriver) and every 64-bit ARM CPU. Its result is defined to the bit, so fusing does
+//! not cost determinism: every machine computes the same bits. Measured on the shipped model
+//! the gain is smaller than the peak (the kernels also wait on loads and on each step's
+//! latency): from none to about a third at large batches, and a single row, one chain of
+//! dependent steps, is slower fused because a fused step takes longer than an add. What it
+//! costs is speed on x86-64 CPUs without the instruction, where the same bits come from a
+//! software fused multiply-add (correct, but scoring is then an order of magnitude slower).
+//! Scores differ from the earlier unfused arithmetic in the last bits (with the shipped model
+//! by at most 4.2e-6 over a million rows, no decision changed); [`Arithmetic::Unfused`]
+//! keeps that arithmetic for comparison.
 //!
 //! For speed, rows go through the network eight at a time and, on x86-64 CPUs with AVX and
 //! FMA, layers whose width is a multiple of 8 run in kernels that keep the accumulators of a
