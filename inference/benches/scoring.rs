@@ -2,6 +2,11 @@
 //! candle forward pass and the plain-Rust one, measured in the same run, and the cost of
 //! reasons (contributions of every feature) per explained row.
 //!
+//! `plain` is what the job runs (fused multiply-add, one thread); `plain-unfused` is the same
+//! pass with the multiply and the add rounded separately, as scoring did before, to show what
+//! fusing gains; `plain-2-threads` splits the 4096-row batch between the calling thread and
+//! one more.
+//!
 //! `cargo bench -p riskstream-inference --bench scoring`
 //!
 //! Like the job, the benchmark pins candle's thread pool to one thread (`RAYON_NUM_THREADS=1`
@@ -51,12 +56,25 @@ fn scoring(c: &mut Criterion) {
     for batch in BATCHES {
         let input = &all[..batch * n];
         group.throughput(Throughput::Elements(batch as u64));
-        for (name, backend) in [("candle", Backend::Candle), ("plain", Backend::Plain)] {
+        for (name, backend) in [
+            ("candle", Backend::Candle),
+            ("plain", Backend::Plain),
+            ("plain-unfused", Backend::PlainUnfused),
+        ] {
             group.bench_with_input(BenchmarkId::new(name, batch), &batch, |b, &batch| {
                 b.iter(|| model.score_with(backend, black_box(input), batch))
             });
         }
     }
+    // The plain pass on two threads (the caller and one more) where a batch is large enough
+    // to be split; the job itself scores on one.
+    let batch = *BATCHES.iter().max().unwrap_or(&1);
+    group.throughput(Throughput::Elements(batch as u64));
+    group.bench_with_input(
+        BenchmarkId::new("plain-2-threads", batch),
+        &batch,
+        |b, &batch| b.iter(|| model.score_on_threads(black_box(&all[..batch * n]), batch, 2)),
+    );
     group.finish();
 
     // Reasons: every flagged row costs one forward pass per feature plus one. Measured for

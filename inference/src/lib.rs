@@ -31,9 +31,11 @@
 //!
 //! [`Model::score`] and [`Model::contributions`] run the network in plain Rust when the model
 //! is on the CPU ([`Backend::Plain`]: one thread, the caller's; register-blocked AVX kernels
-//! where the CPU has AVX) and in candle when it is on a GPU ([`Backend::Candle`]).
-//! [`Model::score_with`] picks one explicitly; `cargo bench -p riskstream-inference --bench
-//! scoring` measures both in the same run (figures in the README).
+//! with fused multiply-add where the CPU has both) and in candle when it is on a GPU
+//! ([`Backend::Candle`]). [`Model::score_with`] picks one explicitly;
+//! [`Model::score_on_threads`] splits a large batch (1 024 rows or more) across threads.
+//! `cargo bench -p riskstream-inference --bench scoring` measures them in the same run
+//! (figures in the README).
 //!
 //! # Threads: set `RAYON_NUM_THREADS`
 //!
@@ -42,13 +44,16 @@
 //! parsing `/proc/cpuinfo` each time (tens of microseconds per layer) and then uses every
 //! *physical* core of the host, ignoring CPU quotas, which oversubscribes a container badly.
 //! A process embedding this crate should set `RAYON_NUM_THREADS` (1 or 2 is plenty for this
-//! model) before it starts any thread. The plain backend never uses a thread pool.
+//! model) before it starts any thread. The plain backend never uses a thread pool: it scores
+//! on the calling thread, and [`Model::score_on_threads`] starts its helper threads for the
+//! one call.
 //!
 //! # Determinism
 //!
 //! With the plain backend a row's score is bit-identical across runs, batch sizes, worker
-//! counts and machines: every row goes through the same sequence of f32 operations (no
-//! fused multiply-add, a fixed summation order). The same training run gives bit-identical
+//! and thread counts and machines: every row goes through the same sequence of f32
+//! operations (fused multiply-adds in a fixed order; a CPU without the instruction computes
+//! the same bits in software, slowly). The same training run gives bit-identical
 //! weights regardless of the thread count (candle's CPU matmul parallelises over output
 //! blocks, not within dot products); candle's CPU scores can change in the last bits with
 //! the batch size, and CPU and CUDA agree within 1e-4.
