@@ -18,7 +18,8 @@ use crate::event::Event;
 pub enum GraphStatus {
     /// The graph answered.
     Ok,
-    /// The graph failed or missed the deadline; the event was scored without graph features.
+    /// An entity of the event got no answer by the deadline (the look-up failed or was
+    /// late); the event was scored without graph features.
     Unavailable,
     /// No graph is configured (`graph.kind = "none"`).
     Skipped,
