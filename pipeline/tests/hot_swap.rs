@@ -277,12 +277,15 @@ fn a_model_copied_into_the_watched_directory_takes_over_mid_stream_without_losin
     job.wait_for_results(first);
 
     // The new model lands while events keep flowing: the rest is fed in paced chunks
-    // until the job reports the swap, then all at once.
+    // until the job reports the swap, then all at once. The pace is one chunk per 250 ms at
+    // most, so a loaded machine has several seconds to notice, load and swap the model
+    // with events still arriving.
     copy_model(&staged, &model);
     for chunk in events[first..].chunks(CHUNK) {
         job.write(chunk);
-        if !job.swapped.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(15));
+        let paced = Instant::now();
+        while !job.swapped.load(Ordering::SeqCst) && paced.elapsed() < Duration::from_millis(250) {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
     assert!(
