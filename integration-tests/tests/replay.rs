@@ -282,6 +282,18 @@ fn decision(score: f64, review: f64, block: f64) -> &'static str {
     }
 }
 
+/// Replays `[from, to)` from the whole history with the model in `model`; the report.
+fn replay_with_model(
+    f: &Fixture,
+    from: i64,
+    to: i64,
+    out: &Path,
+    model: &Path,
+) -> serde_json::Value {
+    let model = model.to_str().expect("UTF-8");
+    replay(f, from, to, out, &["--warm-up", "all", "--model", model]).0
+}
+
 #[test]
 fn a_model_with_other_thresholds_reports_exactly_the_decisions_they_move() {
     let f = fixture();
@@ -289,18 +301,7 @@ fn a_model_with_other_thresholds_reports_exactly_the_decisions_they_move() {
     let (review, block) = (0.05, 0.3);
     let model = model_with_thresholds(&f.dir, review, block);
     let out = f.dir.join("strict-model");
-    let (report, _) = replay(
-        f,
-        from,
-        to,
-        &out,
-        &[
-            "--warm-up",
-            "all",
-            "--model",
-            model.to_str().expect("UTF-8"),
-        ],
-    );
+    let report = replay_with_model(f, from, to, &out, &model);
     // Same weights, so the scores are the published ones; the decisions follow the new
     // thresholds, and the report must count exactly the ones that moved.
     let mut expected_changes = 0u64;
@@ -409,18 +410,7 @@ fn the_html_report_renders_in_headless_chromium_without_console_errors() {
     let (from, to, _) = range(f, 0.75, HOUR_MS);
     let model = model_with_thresholds(&f.dir.join("html-model"), 0.05, 0.3);
     let out = f.dir.join("html");
-    let (report, _) = replay(
-        f,
-        from,
-        to,
-        &out,
-        &[
-            "--warm-up",
-            "all",
-            "--model",
-            model.to_str().expect("UTF-8"),
-        ],
-    );
+    let report = replay_with_model(f, from, to, &out, &model);
     assert!(count(&report, "/changed_decisions") > 0);
     let page = out.join("report.html");
     let html = std::fs::read_to_string(&page).expect("report.html");

@@ -12,14 +12,14 @@ use riskstream_graph::GraphEnricher;
 use riskstream_inference::Model;
 
 use crate::aggregate::{AggregateSnapshot, Aggregator, ChangeSet, EventAggregates, Snapshots};
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{DeadLetter, SourceRef};
 use crate::decode::decode;
 use crate::enrich::{enrich_batch, EventGraph};
 use crate::event::{format_ts, Event};
 use crate::features::{window_label, FeatureLayout};
 use crate::metrics::Metrics;
 use crate::reload::ActiveModel;
-use crate::result::{AggregateNames, Decision};
+use crate::result::{AggregateNames, Decision, Reason, ResultView};
 use crate::source::RawBatch;
 
 /// Settings of the engine that come from configuration.
@@ -118,6 +118,36 @@ pub enum EngineError {
 }
 
 impl Engine {
+    /// The result of event `i` of a scored batch, ready to encode: the one place that
+    /// assembles a result from the stages' outputs. Where the event came from, when it was
+    /// processed and its latency are the caller's (the job's source and clock, or a
+    /// replay's).
+    pub fn result_view<'a>(
+        &'a self,
+        scored: &'a Scored,
+        i: usize,
+        reasons: &'a [Reason<'a>],
+        source: SourceRef<'a>,
+        processed_at: &'a str,
+        latency_ms: f64,
+    ) -> ResultView<'a> {
+        let enriched = &scored.enriched;
+        ResultView {
+            event: &enriched.decoded.events[i],
+            score: scored.scores[i],
+            decision: scored.decisions[i],
+            reasons,
+            aggregates: &enriched.aggregates[i],
+            aggregate_names: &self.aggregate_names,
+            graph: &enriched.graphs[i],
+            model_version: &scored.model_version,
+            snapshot_id: enriched.snapshot.id,
+            source,
+            processed_at,
+            latency_ms,
+        }
+    }
+
     /// Checks that the model reads exactly the features this configuration produces.
     pub fn check_model(model: &Model, layout: &FeatureLayout) -> Result<(), EngineError> {
         let actual = layout.names();

@@ -24,7 +24,7 @@ use riskstream_pipeline::metrics::Metrics;
 use riskstream_pipeline::reload::{
     ActiveModel, ModelSlot, ModelWatcher, Reload, ThresholdOverrides,
 };
-use riskstream_pipeline::result::{Reason, ResultView};
+use riskstream_pipeline::result::Reason;
 use riskstream_pipeline::source::{BlockingSource, RawBatch};
 
 /// Micro-batches whose graph look-ups may be in flight at once. With the default 50 ms
@@ -424,29 +424,25 @@ fn encode_results(engine: &Engine, scored: &Scored, out: &mut Vec<u8>, ends: &mu
     let specs = engine.layout.describe();
     let now = Instant::now();
     let mut reasons: Vec<Reason<'_>> = Vec::with_capacity(riskstream_pipeline::engine::REASONS);
-    for (i, event) in decoded.events.iter().enumerate() {
+    for i in 0..decoded.events.len() {
         let record = &decoded.raw.records[decoded.records[i] as usize];
         let latency = now.saturating_duration_since(record.received);
         riskstream_pipeline::result::readable_reasons(specs, &scored.reasons[i], &mut reasons);
-        let view = ResultView {
-            event,
-            score: scored.scores[i],
-            decision: scored.decisions[i],
-            reasons: &reasons,
-            aggregates: &enriched.aggregates[i],
-            aggregate_names: &engine.aggregate_names,
-            graph: &enriched.graphs[i],
-            model_version: &scored.model_version,
-            snapshot_id: enriched.snapshot.id,
-            source: riskstream_pipeline::dead_letter::SourceRef {
-                topic: &decoded.raw.topic,
-                partition: record.partition,
-                offset: record.offset,
-            },
-            processed_at: &scored.processed_at,
-            // Microsecond resolution is plenty and keeps the number short.
-            latency_ms: (latency.as_secs_f64() * 1e6).round() / 1000.0,
+        let source = riskstream_pipeline::dead_letter::SourceRef {
+            topic: &decoded.raw.topic,
+            partition: record.partition,
+            offset: record.offset,
         };
+        // Microsecond resolution is plenty and keeps the number short.
+        let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1000.0;
+        let view = engine.result_view(
+            scored,
+            i,
+            &reasons,
+            source,
+            &scored.processed_at,
+            latency_ms,
+        );
         view.encode(out);
         ends.push(out.len());
         out.push(b'\n');

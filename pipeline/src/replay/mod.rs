@@ -22,7 +22,7 @@ use riskstream_inference::Model;
 use crate::aggregate::EventAggregates;
 use crate::engine::{Decoded, Engine, EngineError, Enriched, FeatureBuffers, Scored};
 use crate::event::Event;
-use crate::result::{Reason, ResultView};
+use crate::result::Reason;
 use crate::source::{RawBatch, SourceError};
 
 pub mod html;
@@ -311,24 +311,12 @@ fn encode(engine: &Engine, scored: &Scored, positions: &[(i32, i64)], out: &mut 
     for (i, event) in enriched.decoded.events.iter().enumerate() {
         let (partition, offset) = positions[i];
         crate::result::readable_reasons(specs, &scored.reasons[i], &mut reasons);
-        let view = ResultView {
-            event,
-            score: scored.scores[i],
-            decision: scored.decisions[i],
-            reasons: &reasons,
-            aggregates: &enriched.aggregates[i],
-            aggregate_names: &engine.aggregate_names,
-            graph: &enriched.graphs[i],
-            model_version: &scored.model_version,
-            snapshot_id: enriched.snapshot.id,
-            source: crate::dead_letter::SourceRef {
-                topic: "replay",
-                partition,
-                offset,
-            },
-            processed_at: "",
-            latency_ms: 0.0,
+        let source = crate::dead_letter::SourceRef {
+            topic: "replay",
+            partition,
+            offset,
         };
+        let view = engine.result_view(scored, i, &reasons, source, "", 0.0);
         line.clear();
         view.encode(&mut line);
         // The encoder writes valid JSON by construction; a failure here would be a bug in
