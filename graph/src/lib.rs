@@ -3,7 +3,8 @@
 //! Entities (accounts, devices, IPs, merchants) are nodes of an entity graph; shared use,
 //! payments and ownership are edges; some nodes are *flagged* (known fraud). For every
 //! entity of an event the stream asks a [`GraphEnricher`] for a [`GraphAnswer`]: the shortest
-//! path to a flagged node within `max_hops` edges and how many flagged nodes lie that close.
+//! path to a flagged node within `max_hops` edges, how many flagged nodes lie that close and
+//! how many entities it is directly linked to.
 //!
 //! Two backends answer the same question and must give identical answers: the in-memory
 //! [`MemoryGraph`] (embedded default) and Neo4j (production). Both load the same graph file,
@@ -45,6 +46,10 @@
 //!   writes, this is also code-point and UTF-16 order).
 //! * **flagged_within** counts distinct flagged nodes at distance `0..=max_hops`, the entity
 //!   itself included when flagged. Each flagged node counts once however many paths lead to it.
+//! * **neighbours** counts the distinct other nodes joined to the entity by an edge (its
+//!   degree with duplicate edges and self-loops left out), whatever `max_hops` is. Many
+//!   accounts behind one device is how a ring with no flagged member still shows in the
+//!   graph.
 //!
 //! Because every shortest path has the same length and all start with the entity, the
 //! smallest sequence is found greedily: from a node at distance `d` (`d >= 1`) the next node
@@ -70,6 +75,7 @@
 //! assert_eq!(answer.hops, Some(2));
 //! assert_eq!(answer.path.iter().map(|id| &**id).collect::<Vec<_>>(), ["A-1", "A-2", "A-3"]);
 //! assert_eq!(answer.flagged_within, 1);
+//! assert_eq!(answer.neighbours, 1);
 //! # Ok::<(), riskstream_graph::GraphError>(())
 //! ```
 
@@ -172,6 +178,9 @@ pub struct GraphAnswer {
     pub path: Vec<Arc<str>>,
     /// Distinct flagged nodes at distance `0..=max_hops` (the entity itself counts if flagged).
     pub flagged_within: u32,
+    /// Distinct entities joined to this one by an edge, the entity itself excluded: for a
+    /// device or an IP address, the accounts that used it. 0 when the entity is unknown.
+    pub neighbours: u32,
 }
 
 /// The one answer for every id the graph does not know, shared so a miss allocates nothing.
@@ -181,6 +190,7 @@ static UNKNOWN: LazyLock<Arc<GraphAnswer>> = LazyLock::new(|| {
         hops: None,
         path: Vec::new(),
         flagged_within: 0,
+        neighbours: 0,
     })
 });
 

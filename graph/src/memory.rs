@@ -11,7 +11,8 @@
 //!    of every node it reaches (distances are symmetric), so each flagged node counts once.
 //!
 //! Step 2 costs the sum of the `max_hops` neighbourhood sizes of the flagged nodes; nodes
-//! that no flagged node reaches share one precomputed "nothing near" answer.
+//! that no flagged node reaches share one precomputed "nothing near" answer per degree (the
+//! length of their deduplicated adjacency list).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -298,16 +299,22 @@ impl IndexedGraph {
             })
             .collect();
 
-        let nothing_near = Arc::new(GraphAnswer {
-            known: true,
-            hops: None,
-            path: Vec::new(),
-            flagged_within: 0,
-        });
+        // Nodes with nothing flagged near differ only in their degree: one shared answer per
+        // degree.
+        let mut nothing_near: AHashMap<u32, Arc<GraphAnswer>> = AHashMap::new();
         let mut answers = AHashMap::with_capacity(self.ids.len());
         for (v, id) in self.ids.iter().enumerate() {
+            let neighbours = self.neighbours(v as u32).len() as u32;
             let answer = match dist[v] {
-                UNREACHED => Arc::clone(&nothing_near),
+                UNREACHED => Arc::clone(nothing_near.entry(neighbours).or_insert_with(|| {
+                    Arc::new(GraphAnswer {
+                        known: true,
+                        hops: None,
+                        path: Vec::new(),
+                        flagged_within: 0,
+                        neighbours,
+                    })
+                })),
                 d => {
                     let mut path = Vec::with_capacity(d as usize + 1);
                     let mut at = v as u32;
@@ -321,6 +328,7 @@ impl IndexedGraph {
                         hops: Some(d),
                         path,
                         flagged_within: within[v],
+                        neighbours,
                     })
                 }
             };
@@ -592,6 +600,28 @@ mod tests {
     }
 
     #[test]
+    fn neighbours_count_distinct_linked_entities_at_any_distance_from_fraud() {
+        // A device used by three accounts, one of them twice; nothing flagged anywhere.
+        let g = graph(
+            &["D", "A1", "A2", "A3", "B"],
+            &[
+                ("A1", "D"),
+                ("A2", "D"),
+                ("D", "A3"),
+                ("A1", "D"),
+                ("B", "B"),
+            ],
+            0,
+        );
+        let counts: Vec<u32> = ["D", "A1", "A2", "B", "ghost"]
+            .iter()
+            .map(|id| g.lookup_one(id).neighbours)
+            .collect();
+        assert_eq!(counts, [3, 1, 1, 0, 0]);
+        assert_eq!(g.lookup_one("D").hops, None);
+    }
+
+    #[test]
     fn duplicate_edges_and_self_loops_change_neither_answers_nor_edge_count() {
         let plain = graph(&["A", "B", "C!"], &[("A", "B"), ("B", "C")], 3);
         let noisy = graph(
@@ -738,6 +768,7 @@ mod tests {
                 hops: None,
                 path: Vec::new(),
                 flagged_within: within,
+                neighbours: adjacency[entity].len() as u32,
             };
         };
         let mut best: Option<Vec<usize>> = None;
@@ -772,6 +803,7 @@ mod tests {
             hops: Some(d as u32),
             path: path.iter().map(|&v| Arc::from(ids[v].as_str())).collect(),
             flagged_within: within,
+            neighbours: adjacency[entity].len() as u32,
         }
     }
 

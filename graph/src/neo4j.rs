@@ -30,8 +30,8 @@
 //! cache. Searching from each entity would cost one breadth-first search per entity; the
 //! same paths are found from the other end, `ALL SHORTEST` from each `:Flagged` node to
 //! every entity within `max_hops`, because flagged nodes are few (about one in a thousand
-//! in generated graphs). Every other entity, from a plain list of ids, has nothing flagged
-//! near. On the generated 82 000-node graph that is about 30 times the answers per second
+//! in generated graphs). Every other entity, from a list of ids with their neighbour
+//! counts, has nothing flagged near. On the generated 82 000-node graph that is about 30 times the answers per second
 //! of the per-entity query.
 //!
 //! # Failure handling
@@ -122,11 +122,17 @@ fn lookup_query(max_hops: u32) -> String {
          OPTIONAL MATCH (e:Entity {{id: id}}) \
          OPTIONAL MATCH p = ALL SHORTEST (e)-[]-{{0,{max_hops}}}(f:Flagged) \
          WITH id, e, f, length(p) AS len, [n IN nodes(p) | n.id] AS path \
-         WITH id, e IS NOT NULL AS known, count(DISTINCT f) AS flagged, min(len) AS hops, \
+         WITH id, e, count(DISTINCT f) AS flagged, min(len) AS hops, \
               collect(CASE WHEN len IS NOT NULL THEN {{len: len, path: path}} END) AS candidates \
-         RETURN id, known, flagged, hops, [c IN candidates WHERE c.len = hops | c.path] AS paths"
+         RETURN id, e IS NOT NULL AS known, flagged, hops, \
+                [c IN candidates WHERE c.len = hops | c.path] AS paths, \
+                CASE WHEN e IS NULL THEN 0 ELSE {NEIGHBOURS_OF_E} END AS neighbours"
     )
 }
+
+/// The number of distinct other entities linked to `e`: the relationships of a pair of
+/// nodes may be several (both directions, several types), and each neighbour counts once.
+const NEIGHBOURS_OF_E: &str = "COUNT { MATCH (e)--(n) WHERE n <> e RETURN DISTINCT n }";
 
 /// Every shortest path of at most `max_hops` edges between a flagged node and an entity in
 /// its reach, listed from the entity to the flagged node. Shortest paths are chosen per pair
@@ -137,12 +143,16 @@ fn near_flagged_query(max_hops: u32) -> String {
     format!(
         "MATCH (f:Flagged) \
          MATCH p = ALL SHORTEST (f)-[]-{{0,{max_hops}}}(e:Entity) \
-         RETURN e.id AS id, f.id AS flagged, [n IN reverse(nodes(p)) | n.id] AS path"
+         RETURN e.id AS id, f.id AS flagged, [n IN reverse(nodes(p)) | n.id] AS path, \
+                {NEIGHBOURS_OF_E} AS neighbours"
     )
 }
 
-/// Every entity id, for the answer of entities with no flagged node near.
-const ALL_IDS_QUERY: &str = "MATCH (e:Entity) RETURN e.id AS id";
+/// Every entity id with its neighbour count, for the answer of entities with no flagged
+/// node near.
+fn all_ids_query() -> String {
+    format!("MATCH (e:Entity) RETURN e.id AS id, {NEIGHBOURS_OF_E} AS neighbours")
+}
 
 /// Rows fetched per round trip: a look-up answers a whole micro-batch of ids (a few
 /// thousand) and a warm-up lists the whole graph, so the driver's default of a few hundred
@@ -165,6 +175,14 @@ struct NearRow {
     id: String,
     flagged: String,
     path: Vec<String>,
+    neighbours: i64,
+}
+
+/// One row of the list of all entities.
+#[derive(Debug, Deserialize)]
+struct FarRow {
+    id: String,
+    neighbours: i64,
 }
 
 /// What the near-flagged rows say about one entity so far.
@@ -173,11 +191,13 @@ struct Near {
     flagged: std::collections::HashSet<String>,
     /// The smallest of the shortest paths seen, as in the crate contract.
     best: Vec<String>,
+    neighbours: i64,
 }
 
 impl Near {
     fn add(&mut self, row: NearRow) {
         self.flagged.insert(row.flagged);
+        self.neighbours = row.neighbours;
         let shorter = self.best.is_empty() || row.path.len() < self.best.len();
         if shorter || (row.path.len() == self.best.len() && row.path < self.best) {
             self.best = row.path;
@@ -193,6 +213,7 @@ impl Near {
             hops: Some(self.best.len() as u32 - 1),
             path: self.best.into_iter().map(Arc::from).collect(),
             flagged_within: self.flagged.len() as u32,
+            neighbours: count(self.neighbours, id)?,
         }))
     }
 }
@@ -205,6 +226,7 @@ struct LookupRow {
     flagged: i64,
     hops: Option<i64>,
     paths: Vec<Vec<String>>,
+    neighbours: i64,
 }
 
 impl LookupRow {
@@ -214,7 +236,7 @@ impl LookupRow {
         if !self.known {
             return Ok(GraphAnswer::unknown());
         }
-        let flagged_within = u32::try_from(self.flagged).map_err(|_| bad_reply(&self.id))?;
+        let flagged_within = count(self.flagged, &self.id)?;
         let path = self.paths.into_iter().min().unwrap_or_default();
         let hops = match self.hops {
             None if path.is_empty() => None,
@@ -226,8 +248,14 @@ impl LookupRow {
             hops,
             path: path.into_iter().map(Arc::from).collect(),
             flagged_within,
+            neighbours: count(self.neighbours, &self.id)?,
         }))
     }
+}
+
+/// A count in a reply, which must fit the answer's `u32`.
+fn count(value: i64, id: &str) -> Result<u32, GraphError> {
+    u32::try_from(value).map_err(|_| bad_reply(id))
 }
 
 fn bad_reply(id: &str) -> GraphError {
@@ -357,15 +385,11 @@ impl Neo4jGraph {
         answers.truncate(limit);
         let near_ids: std::collections::HashSet<Arc<str>> =
             answers.iter().map(|(id, _)| Arc::clone(id)).collect();
-        let far = Arc::new(GraphAnswer {
-            known: true,
-            hops: None,
-            path: Vec::new(),
-            flagged_within: 0,
-        });
+        // Entities with nothing flagged near differ only in their degree: one answer per degree.
+        let mut far: HashMap<u32, Arc<GraphAnswer>> = HashMap::new();
         let mut rows = shared
             .graph
-            .execute_read(query(ALL_IDS_QUERY))
+            .execute_read(query(&all_ids_query()))
             .await
             .map_err(failed)?;
         while let Some(row) = rows.next().await.map_err(failed)? {
@@ -373,9 +397,20 @@ impl Neo4jGraph {
                 complete = false;
                 break;
             }
-            let id: Arc<str> = Arc::from(row.get::<String>("id").map_err(unexpected)?);
+            let row: FarRow = row.to().map_err(unexpected)?;
+            let id: Arc<str> = Arc::from(row.id);
             if !near_ids.contains(&id) {
-                answers.push((id, Arc::clone(&far)));
+                let neighbours = count(row.neighbours, &id)?;
+                let answer = far.entry(neighbours).or_insert_with(|| {
+                    Arc::new(GraphAnswer {
+                        known: true,
+                        hops: None,
+                        path: Vec::new(),
+                        flagged_within: 0,
+                        neighbours,
+                    })
+                });
+                answers.push((id, Arc::clone(answer)));
             }
         }
         Ok(GraphListing { answers, complete })
@@ -465,6 +500,7 @@ mod tests {
             known,
             flagged,
             hops,
+            neighbours: 2,
             paths: paths
                 .iter()
                 .map(|p| p.iter().map(|s| (*s).to_owned()).collect())
@@ -505,6 +541,14 @@ mod tests {
     fn reply_whose_path_length_disagrees_with_hops_is_an_error() {
         assert!(row(true, 1, Some(2), &[&["X", "F"]]).into_answer().is_err());
         assert!(row(true, 1, None, &[&["X", "F"]]).into_answer().is_err());
+    }
+
+    #[test]
+    fn reply_with_a_negative_count_is_an_error() {
+        let mut bad = row(true, 0, None, &[]);
+        bad.neighbours = -1;
+        assert!(bad.into_answer().is_err());
+        assert_eq!(row(true, 0, None, &[]).into_answer().unwrap().neighbours, 2);
     }
 
     #[test]

@@ -166,6 +166,7 @@ fn neo4j_and_the_in_memory_graph_give_identical_answers_for_a_thousand_random_en
         let memory = MemoryGraph::load(&file, max_hops).unwrap();
         let neo4j = Neo4jGraph::connect(&neo4j_options(uri(), max_hops)).unwrap();
         let mut near = 0;
+        let mut shared = 0;
         let mut differences = Vec::new();
         for chunk in pick.chunks(250) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -174,6 +175,7 @@ fn neo4j_and_the_in_memory_graph_give_identical_answers_for_a_thousand_random_en
             assert_eq!(got.len(), refs.len());
             for ((id, w), g) in refs.iter().zip(&want).zip(&got) {
                 near += usize::from(w.hops.is_some_and(|h| h > 0));
+                shared += usize::from(w.neighbours >= 3);
                 if w != g {
                     differences.push(format!("{id}: memory {w:?} / neo4j {g:?}"));
                 }
@@ -190,6 +192,10 @@ fn neo4j_and_the_in_memory_graph_give_identical_answers_for_a_thousand_random_en
         assert!(
             near >= wanted,
             "max_hops {max_hops}: the sample exercises real paths ({near} near flagged nodes)"
+        );
+        assert!(
+            shared >= 10,
+            "max_hops {max_hops}: the sample exercises neighbour counts ({shared} entities with 3 or more)"
         );
     }
 }
@@ -248,6 +254,60 @@ fn warming_a_cache_from_neo4j_gives_every_entity_the_answer_of_the_in_memory_gra
     let cut = rt.block_on(neo4j.answers_for_all(first_far)).unwrap();
     assert_eq!(cut.answers.len(), first_far);
     assert!(!cut.complete, "a listing cut short says so");
+}
+
+#[test]
+fn an_entity_linked_several_ways_to_another_counts_it_once_as_a_neighbour() {
+    // One device used by three accounts; the first is linked to it three times (both
+    // directions and a second type), and a self-loop links the device to itself.
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("{}:", unique("neighbours"));
+    let id = |name: &str| format!("{prefix}{name}");
+    let node = |name: &str, kind: &str| serde_json::json!({"type": "node", "id": id(name), "kind": kind, "flagged": name == "A-3"});
+    let edge = |src: &str, dst: &str, rel: &str| serde_json::json!({"type": "edge", "src": id(src), "dst": id(dst), "rel": rel});
+    let records = [
+        node("D-1", "device"),
+        node("A-1", "account"),
+        node("A-2", "account"),
+        node("A-3", "account"),
+        edge("A-1", "D-1", "uses"),
+        edge("D-1", "A-1", "uses"),
+        edge("A-1", "D-1", "owns"),
+        edge("A-2", "D-1", "uses"),
+        edge("A-3", "D-1", "uses"),
+        edge("D-1", "D-1", "uses"),
+    ];
+    let file = dir.path().join("graph.jsonl");
+    let lines: Vec<String> = records.iter().map(ToString::to_string).collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    graph_load(&uri(), &file, &[]);
+
+    let names = ["D-1", "A-1", "A-2", "A-3"];
+    let ids: Vec<String> = names.iter().map(|n| id(n)).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let neo4j = Neo4jGraph::connect(&neo4j_options(uri(), 3)).unwrap();
+    let memory = MemoryGraph::load(&file, 3).unwrap();
+    let counts = |answers: &[Arc<GraphAnswer>]| -> Vec<u32> {
+        answers.iter().map(|a| a.neighbours).collect()
+    };
+    assert_eq!(
+        counts(&rt.block_on(memory.lookup(&refs)).unwrap()),
+        [3, 1, 1, 1]
+    );
+    assert_eq!(
+        counts(&rt.block_on(neo4j.lookup(&refs)).unwrap()),
+        [3, 1, 1, 1],
+        "per-batch look-up"
+    );
+    let listing = rt.block_on(neo4j.answers_for_all(usize::MAX)).unwrap();
+    let listed: HashMap<&str, u32> = listing
+        .answers
+        .iter()
+        .map(|(id, answer)| (&**id, answer.neighbours))
+        .collect();
+    let warm: Vec<u32> = refs.iter().map(|id| listed[id]).collect();
+    assert_eq!(warm, [3, 1, 1, 1], "warm-up listing");
 }
 
 /// Copies an events file with `prefix` in front of every entity id, to match a prefixed

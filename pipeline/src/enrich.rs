@@ -37,6 +37,11 @@ pub struct EventGraph {
     pub flagged_nearby: u32,
     /// Whether any of the event's entities is in the graph.
     pub known: bool,
+    /// Entities linked to the event's device in the graph (the accounts that used it); 0
+    /// when the event names no device or the graph does not know it.
+    pub device_neighbours: u32,
+    /// Entities linked to the event's IP address in the graph, as for the device.
+    pub ip_neighbours: u32,
 }
 
 impl EventGraph {
@@ -46,6 +51,8 @@ impl EventGraph {
             nearest: None,
             flagged_nearby: 0,
             known: false,
+            device_neighbours: 0,
+            ip_neighbours: 0,
         }
     }
 
@@ -171,6 +178,13 @@ pub async fn enrich_batch(
                     graph.nearest = Some(answer.clone());
                 }
             }
+            // Every entity is answered by now, the device and the IP included.
+            let neighbours = |id: Option<&str>| {
+                id.and_then(|id| answers[index[id]].as_ref())
+                    .map_or(0, |a| a.neighbours)
+            };
+            graph.device_neighbours = neighbours(event.device_id.as_deref());
+            graph.ip_neighbours = neighbours(event.ip.as_deref());
             graph
         })
         .collect()
@@ -232,6 +246,20 @@ mod tests {
         assert_eq!(out[0].flagged_nearby, 1);
         assert_eq!(out[1].hops(), None);
         assert!(!out[1].known);
+    }
+
+    #[tokio::test]
+    async fn device_and_ip_neighbour_counts_come_from_their_own_answers() {
+        let g = graph();
+        let mut shared = event("A-1", Some("D-1"));
+        shared.ip = Some("A-9".into()); // any id: the count follows the field, not the kind
+        let events = [shared, event("A-1", Some("D-unknown")), event("A-1", None)];
+        let out = enrich_batch(Some(&g), Duration::from_secs(1), &events).await;
+        let counts: Vec<(u32, u32)> = out
+            .iter()
+            .map(|g| (g.device_neighbours, g.ip_neighbours))
+            .collect();
+        assert_eq!(counts, [(2, 1), (0, 0), (0, 0)]);
     }
 
     /// Answers some ids at once and never answers the others, like a cache whose misses

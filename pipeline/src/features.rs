@@ -283,6 +283,24 @@ impl FeatureLayout {
             "0 when unknown, or no graph answer (see graph_unavailable)".into(),
         );
         add(
+            "graph_device_accounts".into(),
+            "entities linked to the event's device in the graph (accounts that used it)".into(),
+            Stage::Graph,
+            "ln(1+x)",
+            "0 when the event names no device, the graph does not know it, or no graph answer \
+             (see graph_unavailable)"
+                .into(),
+        );
+        add(
+            "graph_ip_accounts".into(),
+            "entities linked to the event's IP address in the graph (accounts that used it)".into(),
+            Stage::Graph,
+            "ln(1+x)",
+            "0 when the event names no IP address, the graph does not know it, or no graph \
+             answer (see graph_unavailable)"
+                .into(),
+        );
+        add(
             "graph_unavailable".into(),
             "graph answer missing (unavailable or skipped)".into(),
             Stage::Graph,
@@ -458,6 +476,10 @@ impl FeatureLayout {
         let nearby = f64::from(graph.flagged_nearby);
         put(ln1p(nearby), nearby);
         put(flag(graph.known), f64::from(flag(graph.known)));
+        for linked in [graph.device_neighbours, graph.ip_neighbours] {
+            let linked = f64::from(linked);
+            put(ln1p(linked), linked);
+        }
         let unavailable = graph.status != GraphStatus::Ok;
         put(flag(unavailable), f64::from(flag(unavailable)));
         debug_assert_eq!(i, self.len(), "assemble wrote every feature of the layout");

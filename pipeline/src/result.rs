@@ -257,9 +257,12 @@ mod tests {
                 hops: Some(1),
                 path: vec!["A-1\\".into(), "A-9".into()],
                 flagged_within: 2,
+                neighbours: 3,
             })),
             flagged_nearby: 2,
             known: true,
+            device_neighbours: 0,
+            ip_neighbours: 0,
         };
         let reasons = [Reason {
             feature: "amount_log",

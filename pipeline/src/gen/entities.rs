@@ -183,7 +183,8 @@ impl World {
         let structures = (n / 500).max(2);
         let mut rings = Vec::with_capacity(structures);
         for r in 0..structures {
-            // One ring in four has no flagged account: no graph signal at all.
+            // One ring in four has no flagged account: no path to known fraud, only its
+            // shared devices and IPs show in the graph.
             let flagged = (r % 4 != 3).then(&mut next_account);
             let size = rng.random_range(3..=8);
             let members: Vec<u32> = (0..size).map(|_| next_account()).collect();
