@@ -542,6 +542,42 @@ mod tests {
     }
 
     #[test]
+    fn graph_features_land_under_their_names() {
+        let event = Event {
+            event_id: "e-1".into(),
+            ts_ms: 0,
+            account_id: "A-1".into(),
+            counterparty_id: None,
+            merchant_id: None,
+            device_id: Some("D-1".into()),
+            ip: None,
+            amount: 10.0,
+            currency: None,
+            channel: None,
+            country: None,
+        };
+        let options = crate::aggregate::AggregateOptions::default();
+        let aggregator = crate::aggregate::Aggregator::new(options.clone()).unwrap();
+        let aggs = aggregator.apply_batch(std::slice::from_ref(&event));
+        let mut graph = EventGraph::without(GraphStatus::Ok);
+        graph.known = true;
+        graph.device_neighbours = 8;
+        let layout = FeatureLayout::new(&options.windows, 3);
+        let (mut model, mut raw) = (vec![f32::NAN; layout.len()], vec![f32::NAN; layout.len()]);
+        layout.assemble(&event, &aggs[0], None, &graph, &mut model, &mut raw);
+        let at = |name: &str| layout.names().iter().position(|n| n == name).unwrap();
+        let device = at("graph_device_accounts");
+        assert_eq!((model[device], raw[device]), (9f32.ln(), 8.0));
+        assert_eq!(
+            (model[at("graph_ip_accounts")], raw[at("graph_ip_accounts")]),
+            (0.0, 0.0)
+        );
+        assert_eq!(model[at("graph_known")], 1.0);
+        assert_eq!(model[at("graph_unavailable")], 0.0);
+        assert!(model.iter().chain(&raw).all(|v| v.is_finite()));
+    }
+
+    #[test]
     fn every_feature_says_how_a_missing_value_is_encoded() {
         let layout = FeatureLayout::new(&[Duration::from_secs(60)], 3);
         for f in layout.describe() {
