@@ -194,6 +194,28 @@ static UNKNOWN: LazyLock<Arc<GraphAnswer>> = LazyLock::new(|| {
     })
 });
 
+/// Answers of known entities with nothing flagged within `max_hops`, one shared answer per
+/// neighbour count: such answers differ in nothing else, so a graph of any size needs only
+/// as many of them as it has distinct degrees.
+#[derive(Debug, Default)]
+pub(crate) struct NothingNear(ahash::AHashMap<u32, Arc<GraphAnswer>>);
+
+impl NothingNear {
+    /// The answer for a known entity with `neighbours` neighbours and nothing flagged near.
+    pub(crate) fn answer(&mut self, neighbours: u32) -> Arc<GraphAnswer> {
+        let answer = self.0.entry(neighbours).or_insert_with(|| {
+            Arc::new(GraphAnswer {
+                known: true,
+                hops: None,
+                path: Vec::new(),
+                flagged_within: 0,
+                neighbours,
+            })
+        });
+        Arc::clone(answer)
+    }
+}
+
 impl GraphAnswer {
     /// The shared answer for an id that is not in the graph (`known == false`, nothing near).
     /// Cloning it only bumps a reference count.

@@ -23,7 +23,7 @@ use ahash::AHashMap;
 use async_trait::async_trait;
 
 use crate::file::{EntityKind, GraphFileReader, GraphRecord, NumberedRecord};
-use crate::{GraphAnswer, GraphEnricher, GraphError};
+use crate::{GraphAnswer, GraphEnricher, GraphError, NothingNear};
 
 /// Marks a node that no flagged node reaches within `max_hops`.
 const UNREACHED: u32 = u32::MAX;
@@ -299,22 +299,12 @@ impl IndexedGraph {
             })
             .collect();
 
-        // Nodes with nothing flagged near differ only in their degree: one shared answer per
-        // degree.
-        let mut nothing_near: AHashMap<u32, Arc<GraphAnswer>> = AHashMap::new();
+        let mut nothing_near = NothingNear::default();
         let mut answers = AHashMap::with_capacity(self.ids.len());
         for (v, id) in self.ids.iter().enumerate() {
             let neighbours = self.neighbours(v as u32).len() as u32;
             let answer = match dist[v] {
-                UNREACHED => Arc::clone(nothing_near.entry(neighbours).or_insert_with(|| {
-                    Arc::new(GraphAnswer {
-                        known: true,
-                        hops: None,
-                        path: Vec::new(),
-                        flagged_within: 0,
-                        neighbours,
-                    })
-                })),
+                UNREACHED => nothing_near.answer(neighbours),
                 d => {
                     let mut path = Vec::with_capacity(d as usize + 1);
                     let mut at = v as u32;

@@ -31,8 +31,8 @@
 //! same paths are found from the other end, `ALL SHORTEST` from each `:Flagged` node to
 //! every entity within `max_hops`, because flagged nodes are few (about one in a thousand
 //! in generated graphs). Every other entity, from a list of ids with their neighbour
-//! counts, has nothing flagged near. On the generated 82 000-node graph that is about 30 times the answers per second
-//! of the per-entity query.
+//! counts, has nothing flagged near. On the generated 82 000-node graph that is about 30
+//! times the answers per second of the per-entity query.
 //!
 //! # Failure handling
 //!
@@ -53,7 +53,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use crate::breaker::{Admission, Breaker, BreakerOptions};
-use crate::{GraphAnswer, GraphEnricher, GraphError};
+use crate::{GraphAnswer, GraphEnricher, GraphError, NothingNear};
 
 const BACKEND: &str = "neo4j";
 
@@ -385,8 +385,7 @@ impl Neo4jGraph {
         answers.truncate(limit);
         let near_ids: std::collections::HashSet<Arc<str>> =
             answers.iter().map(|(id, _)| Arc::clone(id)).collect();
-        // Entities with nothing flagged near differ only in their degree: one answer per degree.
-        let mut far: HashMap<u32, Arc<GraphAnswer>> = HashMap::new();
+        let mut far = NothingNear::default();
         let mut rows = shared
             .graph
             .execute_read(query(&all_ids_query()))
@@ -400,17 +399,8 @@ impl Neo4jGraph {
             let row: FarRow = row.to().map_err(unexpected)?;
             let id: Arc<str> = Arc::from(row.id);
             if !near_ids.contains(&id) {
-                let neighbours = count(row.neighbours, &id)?;
-                let answer = far.entry(neighbours).or_insert_with(|| {
-                    Arc::new(GraphAnswer {
-                        known: true,
-                        hops: None,
-                        path: Vec::new(),
-                        flagged_within: 0,
-                        neighbours,
-                    })
-                });
-                answers.push((id, Arc::clone(answer)));
+                let answer = far.answer(count(row.neighbours, &id)?);
+                answers.push((id, answer));
             }
         }
         Ok(GraphListing { answers, complete })
