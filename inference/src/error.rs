@@ -20,6 +20,28 @@ pub enum ModelError {
         source: io::Error,
     },
 
+    /// A model file is not a regular file (a FIFO, a device, a directory): reading it could
+    /// block forever or never end, so it is refused before it is opened for reading.
+    #[error("model file {path} is not a regular file ({what}); a model directory holds plain files only")]
+    NotARegularFile {
+        /// The file refused.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
+
+    /// A model file larger than any model this crate writes; refused instead of read into
+    /// memory.
+    #[error("model file {path} is {size} bytes, over the limit of {limit} bytes for this file")]
+    TooLarge {
+        /// The file refused.
+        path: PathBuf,
+        /// Its size in bytes (at least; it may still be growing).
+        size: u64,
+        /// The most this file may hold.
+        limit: u64,
+    },
+
     /// A model file could not be written or moved into place.
     #[error("cannot write model file {path}: {source}")]
     Write {

@@ -20,6 +20,80 @@ const MAX_ROWS_PER_PASS: usize = 65_536;
 /// The exponent bits of an f32: all set exactly for infinities and NaNs.
 const EXPONENT: u32 = 0x7f80_0000;
 
+/// The largest `metadata.json` a model may have. The shipped model's is under 10 KiB; the
+/// bound only stops a file that never ends (a link to a device) from filling memory.
+pub const MAX_METADATA_BYTES: u64 = 16 << 20;
+
+/// The largest `model.safetensors` a model may have: far above any MLP this crate trains
+/// (the shipped model's is under 10 KiB), far below the memory of the machines it runs on.
+pub const MAX_WEIGHTS_BYTES: u64 = 1 << 30;
+
+/// Reads a whole model file, refusing anything that is not a regular file (a FIFO would
+/// block the open or the read forever, a device may never end) and anything over `limit`
+/// bytes. Symbolic links are followed to what they name, which must be a regular file too.
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ModelError> {
+    use std::io::Read;
+    let read_error = |source| ModelError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Checked before opening: opening a FIFO for reading blocks until a writer appears.
+    let kind = fs::metadata(path).map_err(read_error)?.file_type();
+    if !kind.is_file() {
+        return Err(ModelError::NotARegularFile {
+            path: path.to_path_buf(),
+            what: describe_file_type(&kind),
+        });
+    }
+    let file = fs::File::open(path).map_err(read_error)?;
+    let size = file.metadata().map_err(read_error)?.len();
+    if size > limit {
+        return Err(ModelError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit,
+        });
+    }
+    // The file may grow between the stat and the read: never take more than the limit.
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > limit {
+        return Err(ModelError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// A readable name for a file type that is not a regular file.
+fn describe_file_type(kind: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_char_device() {
+            return "a character device";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a plain file"
+    }
+}
+
 /// A loaded, validated MLP ready to score feature rows.
 ///
 /// The network is `Linear → ReLU → … → Linear → sigmoid` over features normalised with the
@@ -73,9 +147,10 @@ impl Model {
     /// Errors name the file and what is wrong with it.
     pub fn load(dir: &Path, device: DeviceChoice) -> Result<Model, ModelError> {
         let metadata_path = dir.join(METADATA_FILE);
-        let text = fs::read_to_string(&metadata_path).map_err(|source| ModelError::Read {
+        let bytes = read_bounded(&metadata_path, MAX_METADATA_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|err| ModelError::Read {
             path: metadata_path.clone(),
-            source,
+            source: io::Error::new(io::ErrorKind::InvalidData, err.utf8_error()),
         })?;
         let metadata: ModelMetadata =
             serde_json::from_str(&text).map_err(|source| ModelError::MetadataJson {
@@ -90,10 +165,7 @@ impl Model {
             })?;
 
         let weights_path = dir.join(WEIGHTS_FILE);
-        let bytes = fs::read(&weights_path).map_err(|source| ModelError::Read {
-            path: weights_path.clone(),
-            source,
-        })?;
+        let bytes = read_bounded(&weights_path, MAX_WEIGHTS_BYTES)?;
         let params =
             weights::decode(&bytes, metadata.n_features(), &metadata.hidden).map_err(|reason| {
                 ModelError::InvalidWeights {
@@ -828,6 +900,68 @@ mod tests {
                 "{file} must be byte-identical after a round trip"
             );
         }
+    }
+
+    /// Loads on another thread so that a load that blocks fails the test instead of
+    /// hanging it; the bound is generous, the load itself takes microseconds.
+    fn load_error_within_a_minute(dir: &Path) -> String {
+        let dir = dir.to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(load_error(&dir));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("Model::load blocked on a model file that is not a regular file")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn weights_file_that_is_a_fifo_is_refused_without_blocking() {
+        let dir = saved(&model(4, vec![3]));
+        let path = dir.path().join(WEIGHTS_FILE);
+        fs::remove_file(&path).expect("remove weights");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo failed");
+        let message = load_error_within_a_minute(dir.path());
+        assert!(message.contains("not a regular file (a FIFO)"), "{message}");
+        assert!(message.contains(WEIGHTS_FILE), "{message}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn metadata_linked_to_an_endless_device_is_refused() {
+        let dir = saved(&model(4, vec![3]));
+        let path = dir.path().join(METADATA_FILE);
+        fs::remove_file(&path).expect("remove metadata");
+        std::os::unix::fs::symlink("/dev/zero", &path).expect("symlink");
+        let message = load_error_within_a_minute(dir.path());
+        assert!(
+            message.contains("not a regular file (a character device)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn model_file_over_its_size_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(WEIGHTS_FILE);
+        fs::write(&path, vec![0u8; 4097]).expect("write");
+        let err = read_bounded(&path, 4096).expect_err("over the limit");
+        assert!(
+            matches!(
+                err,
+                ModelError::TooLarge {
+                    size: 4097,
+                    limit: 4096,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(read_bounded(&path, 4097).expect("at the limit").len(), 4097);
     }
 
     #[test]
