@@ -39,6 +39,21 @@ pub enum GraphError {
         source: serde_json::Error,
     },
 
+    /// A node or edge whose id is empty (or only whitespace): no event can name such an
+    /// entity, and Neo4j would store it as a real node.
+    #[error(
+        "{origin}:{line}: the {field} of this {record} is empty; every node id and edge end \
+         must name an entity (e.g. \"A-1\"): fix or remove the line"
+    )]
+    EmptyId {
+        origin: String,
+        line: usize,
+        /// Which field is empty: `id`, `src` or `dst`.
+        field: &'static str,
+        /// `node` or `edge`.
+        record: &'static str,
+    },
+
     /// An edge names a node id that no node record defines.
     #[error(
         "{origin}:{line}: edge {src:?} -- {dst:?} names node {missing:?}, which no node line \

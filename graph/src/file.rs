@@ -162,14 +162,17 @@ impl<R: BufRead> Iterator for GraphFileReader<R> {
                 Ok(_) if self.buf.trim().is_empty() => {}
                 Ok(_) => {
                     let parsed = serde_json::from_str(&self.buf)
-                        .map(|record| NumberedRecord {
-                            line: self.line,
-                            record,
-                        })
                         .map_err(|source| GraphError::BadRecord {
                             origin: self.origin.clone(),
                             line: self.line,
                             source,
+                        })
+                        .and_then(|record| {
+                            check_ids(&record, &self.origin, self.line)?;
+                            Ok(NumberedRecord {
+                                line: self.line,
+                                record,
+                            })
                         });
                     return Some(parsed);
                 }
@@ -184,6 +187,25 @@ impl<R: BufRead> Iterator for GraphFileReader<R> {
             }
         }
         None
+    }
+}
+
+/// Refuses a record with an empty (or all-whitespace) node id or edge end.
+fn check_ids(record: &GraphRecord, origin: &str, line: usize) -> Result<(), GraphError> {
+    let (ids, kind): (&[(&'static str, &str)], _) = match record {
+        GraphRecord::Node { id, .. } => (&[("id", id.as_str())], "node"),
+        GraphRecord::Edge { src, dst, .. } => {
+            (&[("src", src.as_str()), ("dst", dst.as_str())], "edge")
+        }
+    };
+    match ids.iter().find(|(_, id)| id.trim().is_empty()) {
+        Some((field, _)) => Err(GraphError::EmptyId {
+            origin: origin.to_owned(),
+            line,
+            field,
+            record: kind,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -274,6 +296,35 @@ mod tests {
             "{message}"
         );
         assert_eq!(records[2].as_ref().unwrap().line, 3);
+    }
+
+    #[test]
+    fn empty_node_ids_and_edge_ends_are_refused_naming_the_line() {
+        let text = concat!(
+            r#"{"type":"node","id":"","kind":"account"}"#,
+            "\n",
+            r#"{"type":"node","id":"  ","kind":"device"}"#,
+            "\n",
+            r#"{"type":"edge","src":"A-1","dst":"","rel":"uses"}"#,
+            "\n",
+            r#"{"type":"node","id":"A-1","kind":"account"}"#,
+            "\n",
+        );
+        let records = read_all(text);
+        assert_eq!(records.len(), 4);
+        let message = |i: usize| records[i].as_ref().unwrap_err().to_string();
+        assert!(
+            message(0).starts_with("graph.jsonl:1: the id of this node is empty"),
+            "{}",
+            message(0)
+        );
+        assert!(message(1).starts_with("graph.jsonl:2: the id of this node"));
+        assert!(
+            message(2).starts_with("graph.jsonl:3: the dst of this edge is empty"),
+            "{}",
+            message(2)
+        );
+        assert!(records[3].is_ok(), "a good line after bad ones still reads");
     }
 
     #[test]
