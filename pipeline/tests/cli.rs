@@ -405,6 +405,48 @@ fn sigterm_drains_in_flight_events_and_exits_zero() {
     assert!(results < 100_000_000, "the job stopped early");
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_output_stops_the_job_with_a_clear_error_and_leaves_whole_lines_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    // A file size limit of 256 KiB stands in for a full disk: the write that crosses it is
+    // cut short, as on a disk that fills up in the middle of a line. The signal the limit
+    // raises is ignored so that the write fails with an error instead.
+    let output = Command::new("bash")
+        .current_dir(repo_root())
+        .env("RUST_LOG", "warn")
+        .arg("-c")
+        .arg("ulimit -f 256; trap '' XFSZ; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_riskstream"))
+        .args(["run", "--quiet", "--max-events", "20000", "--output"])
+        .arg(&out)
+        .arg("--dead-letter")
+        .arg(dir.path().join("dead.jsonl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    assert!(
+        stderr.contains("cut back to its last complete line"),
+        "{stderr}"
+    );
+    let written = std::fs::read(&out).unwrap();
+    assert!(
+        !written.is_empty(),
+        "some results were delivered before the limit"
+    );
+    assert_eq!(
+        written.last(),
+        Some(&b'\n'),
+        "the file ends with a whole line"
+    );
+    for line in written.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        serde_json::from_slice::<serde_json::Value>(line).expect("every kept line is whole JSON");
+    }
+}
+
 #[test]
 fn config_check_prints_the_effective_config_or_names_the_bad_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,15 +15,50 @@ pub enum SinkError {
     Create { path: String, source: io::Error },
     #[error("cannot write to `{target}`: {source}")]
     Write { target: String, source: io::Error },
+    /// A file write failed (a full disk, a file size limit); what was delivered before it
+    /// is kept whole and nothing after it.
+    #[error(
+        "cannot write to `{target}`: {source}; the file was cut back to its last complete \
+         line ({kept} bytes), every line in it was delivered"
+    )]
+    FileWrite {
+        target: String,
+        source: io::Error,
+        /// Bytes the file keeps: everything flushed before the failure, whole lines only.
+        kept: u64,
+    },
+    /// The cut back after a failed write failed too: the last line may be torn.
+    #[error(
+        "cannot write to `{target}`: {source}; cutting the file back to its last complete line \
+         (byte {kept}) failed too ({cut}): anything after byte {kept} is a torn line"
+    )]
+    TornFile {
+        target: String,
+        source: io::Error,
+        kept: u64,
+        cut: io::Error,
+    },
+    #[error("`{target}` failed earlier; nothing more is written to it")]
+    Failed { target: String },
 }
 
 /// Where encoded JSON lines are written: a file or standard output.
 pub enum LineSink {
-    File {
-        path: PathBuf,
-        writer: BufWriter<File>,
-    },
+    File(FileLines),
     Stdout(BufWriter<io::Stdout>),
+}
+
+/// A results or dead-letter file that holds whole lines only: after a failed write it is
+/// cut back to the end of the last line that was flushed, so a reader never sees a torn
+/// line, and it refuses further writes.
+pub struct FileLines {
+    path: PathBuf,
+    /// `None` once a write failed.
+    writer: Option<BufWriter<File>>,
+    /// Bytes written since the last flush: part of the file only once flushed.
+    pending: u64,
+    /// Bytes flushed: the file's length at the end of the last whole line.
+    flushed: u64,
 }
 
 impl LineSink {
@@ -43,42 +78,102 @@ impl LineSink {
             fs::create_dir_all(parent).map_err(create)?;
         }
         let file = File::create(path).map_err(create)?;
-        Ok(LineSink::File {
+        Ok(LineSink::File(FileLines {
             path: path.to_path_buf(),
-            writer: BufWriter::with_capacity(1 << 20, file),
-        })
+            writer: Some(BufWriter::with_capacity(1 << 20, file)),
+            pending: 0,
+            flushed: 0,
+        }))
     }
 
     /// Writes a block of newline-terminated JSON lines.
     pub fn write_lines(&mut self, lines: &[u8]) -> Result<(), SinkError> {
-        let result = match self {
-            LineSink::File { writer, .. } => writer.write_all(lines),
-            LineSink::Stdout(writer) => writer.write_all(lines),
-        };
-        result.map_err(|source| self.write_error(source))
+        match self {
+            LineSink::File(file) => file.write_lines(lines),
+            LineSink::Stdout(writer) => writer
+                .write_all(lines)
+                .map_err(|source| stdout_error(source)),
+        }
     }
 
     /// Flushes buffered lines to the operating system: after this the lines are delivered.
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        let result = match self {
-            LineSink::File { writer, .. } => writer.flush(),
-            LineSink::Stdout(writer) => writer.flush(),
-        };
-        result.map_err(|source| self.write_error(source))
+        match self {
+            LineSink::File(file) => file.flush(),
+            LineSink::Stdout(writer) => writer.flush().map_err(|source| stdout_error(source)),
+        }
     }
 
     /// Where the lines go, for messages: the file path or `stdout`.
     pub fn target(&self) -> String {
         match self {
-            LineSink::File { path, .. } => path.display().to_string(),
+            LineSink::File(file) => file.path.display().to_string(),
             LineSink::Stdout(_) => "stdout".to_string(),
         }
     }
+}
 
-    fn write_error(&self, source: io::Error) -> SinkError {
-        SinkError::Write {
-            target: self.target(),
-            source,
+fn stdout_error(source: io::Error) -> SinkError {
+    SinkError::Write {
+        target: "stdout".to_string(),
+        source,
+    }
+}
+
+impl FileLines {
+    fn write_lines(&mut self, lines: &[u8]) -> Result<(), SinkError> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Err(self.failed());
+        };
+        match writer.write_all(lines) {
+            Ok(()) => {
+                self.pending += lines.len() as u64;
+                Ok(())
+            }
+            Err(source) => Err(self.cut_back(source)),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Err(self.failed());
+        };
+        match writer.flush() {
+            Ok(()) => {
+                self.flushed += std::mem::take(&mut self.pending);
+                Ok(())
+            }
+            Err(source) => Err(self.cut_back(source)),
+        }
+    }
+
+    fn failed(&self) -> SinkError {
+        SinkError::Failed {
+            target: self.path.display().to_string(),
+        }
+    }
+
+    /// After a failed write: drop what is buffered (it must not be written when the sink is
+    /// dropped) and cut the file back to the end of the last flushed line.
+    fn cut_back(&mut self, source: io::Error) -> SinkError {
+        let target = self.path.display().to_string();
+        let kept = self.flushed;
+        let Some(writer) = self.writer.take() else {
+            return self.failed();
+        };
+        let (file, _unwritten) = writer.into_parts();
+        match file.set_len(kept) {
+            Ok(()) => SinkError::FileWrite {
+                target,
+                source,
+                kept,
+            },
+            Err(cut) => SinkError::TornFile {
+                target,
+                source,
+                kept,
+                cut,
+            },
         }
     }
 }
@@ -96,5 +191,43 @@ mod tests {
         sink.flush().unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "{\"x\":1}\n{\"x\":2}\n");
         assert_eq!(sink.target(), path.display().to_string());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_device_is_a_clear_error_and_the_sink_refuses_more_lines() {
+        let mut sink = LineSink::open(Path::new("/dev/full")).unwrap();
+        // Larger than the buffer, so the write reaches the device at once.
+        let lines = b"{\"x\":1}\n".repeat(200_000);
+        let message = sink.write_lines(&lines).unwrap_err().to_string();
+        assert!(message.contains("No space left on device"), "{message}");
+        let again = sink.write_lines(b"{}\n").unwrap_err().to_string();
+        assert!(again.contains("failed earlier"), "{again}");
+    }
+
+    #[test]
+    fn a_failed_write_cuts_the_file_back_to_its_last_flushed_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.jsonl");
+        let mut sink = LineSink::open(&path).unwrap();
+        sink.write_lines(b"{\"x\":1}\n{\"x\":2}\n").unwrap();
+        sink.flush().unwrap();
+        // A torn line reaches the file, then the disk fills up.
+        let LineSink::File(file) = &mut sink else {
+            unreachable!("a path gives a file sink")
+        };
+        file.writer
+            .as_mut()
+            .unwrap()
+            .get_mut()
+            .write_all(b"{\"x\":3")
+            .unwrap();
+        let err = file.cut_back(io::Error::from(io::ErrorKind::StorageFull));
+        assert!(
+            matches!(err, SinkError::FileWrite { kept: 16, .. }),
+            "{err}"
+        );
+        drop(sink);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{\"x\":1}\n{\"x\":2}\n");
     }
 }
