@@ -47,17 +47,20 @@ mod suggest;
 
 use std::path::Path;
 
-pub use aggregate::{AggregateConfig, AggregateKey, MAX_WINDOWS};
+pub use aggregate::{AggregateConfig, AggregateKey, MAX_WINDOW, MAX_WINDOWS, MIN_WINDOW};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, KeyError};
 pub use graph::{GraphConfig, GraphKind, MAX_HOPS_LIMIT};
 pub use kafka::{is_secret_property, AutoOffsetReset, KafkaConfig};
 pub use model::{ModelConfig, ModelDevice, FROM_METADATA};
-pub use pipeline::PipelineConfig;
+pub use pipeline::{PipelineConfig, MAX_BATCH_SIZE, MAX_CHANNEL_CAPACITY, MAX_WORKERS};
 pub use secret::{Secret, REDACTED};
 pub use sink::{DeadLetterConfig, SinkConfig, SinkKind};
 pub use snapshot::SnapshotConfig;
-pub use source::{GeneratorConfig, SourceConfig, SourceKind};
+pub use source::{
+    GeneratorConfig, SourceConfig, SourceKind, GENERATOR_MAX_ACCOUNTS, GENERATOR_MAX_START_MS,
+    GENERATOR_MIN_ACCOUNTS, GENERATOR_MIN_START_MS,
+};
 
 use document::Document;
 use read::{KeyPath, Report, Section};
