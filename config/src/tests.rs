@@ -846,3 +846,93 @@ fn the_neo4j_example_is_a_valid_configuration_with_a_cached_neo4j_graph() {
     );
     assert_eq!(config.source.kind, SourceKind::File);
 }
+
+#[test]
+fn an_unquoted_password_is_reported_without_its_value() {
+    let error = Config::from_toml_str("[graph]\npassword = 98765432\n").unwrap_err();
+    let text = error.to_string();
+    assert!(!text.contains("98765432"), "{text}");
+    assert_eq!(error.key_errors()[0].key, "graph.password");
+    assert!(text.contains("put the value in quotes"), "{text}");
+    let error = Config::from_toml_str("[graph]\npassword = 12.5e3\n").unwrap_err();
+    assert!(!error.to_string().contains("12500"), "{error}");
+}
+
+#[test]
+fn a_password_in_the_graph_uri_is_redacted_when_printed() {
+    let config = Config::from_toml_str(
+        "[graph]\nkind = \"neo4j\"\nuri = \"bolt://neo4j:S3cr3t@db.example:7687\"\n",
+    )
+    .unwrap();
+    let printed = config.to_redacted_toml();
+    assert!(!printed.contains("S3cr3t"), "{printed}");
+    assert!(
+        printed.contains("uri = \"bolt://neo4j:***@db.example:7687\""),
+        "{printed}"
+    );
+    assert_eq!(
+        config.graph.redacted_uri(),
+        "bolt://neo4j:***@db.example:7687"
+    );
+    assert!(!format!("{config:?}").contains("S3cr3t"));
+    assert_eq!(config.graph.uri, "bolt://neo4j:S3cr3t@db.example:7687");
+    let error = Config::from_toml_str(
+        "[graph]\nkind = \"neo4j\"\nuri = \"http://neo4j:S3cr3t@db.example:7687\"\n",
+    )
+    .unwrap_err();
+    assert!(!error.to_string().contains("S3cr3t"), "{error}");
+}
+
+#[test]
+fn secret_kafka_properties_and_near_misses_are_redacted_when_printed() {
+    let secrets = [
+        ("sasl.password", "pw-1111"),
+        ("sasl.pasword", "pw-2222"),
+        ("ssl.key.password", "pw-3333"),
+        ("ssl.keystore.password", "pw-4444"),
+        (
+            "sasl.jaas.config",
+            "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"u\" password=\"pw-5555\";",
+        ),
+        (
+            "sasl.oauthbearer.config",
+            "clientId=riskstream clientSecret=pw-6666",
+        ),
+    ];
+    let mut text = String::from("[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n");
+    for (name, value) in secrets {
+        text.push_str(&format!("{:?} = {:?}\n", name, value));
+    }
+    let config = Config::from_toml_str(&text).unwrap();
+    let printed = config.to_redacted_toml();
+    for (name, value) in secrets {
+        assert!(!printed.contains(value), "`{name}` leaked:\n{printed}");
+    }
+    assert!(printed.contains("\"sasl.pasword\" = \"***\""), "{printed}");
+    assert!(printed.contains("SASL_SSL"), "{printed}");
+}
+
+#[test]
+fn configured_secret_values_are_scrubbed_from_any_text() {
+    let config = Config::from_toml_str(
+        "[graph]\nuri = \"bolt://neo4j:uri-S3cr3t@h:7687\"\npassword = \"graph-S3cr3t\"\n\
+         [kafka.properties]\n\"sasl.jaas.config\" = \"PlainLoginModule required username=\\\"u\\\" password=\\\"jaas-S3cr3t\\\";\"\n\
+         \"sasl.pasword\" = \"typo-S3cr3t\"\n\"security.protocol\" = \"SASL_SSL\"\n",
+    )
+    .unwrap();
+    let client_error = "Client creation error: Java JAAS configuration is not supported: \
+         PlainLoginModule required username=\"u\" password=\"jaas-S3cr3t\"; (password=\"jaas-S3cr3t\") \
+         sasl.pasword=typo-S3cr3t graph-S3cr3t bolt://neo4j:uri-S3cr3t@h security.protocol=SASL_SSL";
+    for scrubbed in [
+        config.scrub_secrets(client_error),
+        config.kafka.scrub_secrets(client_error),
+    ] {
+        assert!(!scrubbed.contains("jaas-S3cr3t"), "{scrubbed}");
+        assert!(!scrubbed.contains("typo-S3cr3t"), "{scrubbed}");
+        assert!(scrubbed.contains("Client creation error"), "{scrubbed}");
+        assert!(scrubbed.contains("SASL_SSL"), "{scrubbed}");
+    }
+    let scrubbed = config.scrub_secrets(client_error);
+    assert!(!scrubbed.contains("graph-S3cr3t"), "{scrubbed}");
+    assert!(!scrubbed.contains("uri-S3cr3t"), "{scrubbed}");
+}
