@@ -12,6 +12,25 @@ use crate::read::{KeyPath, Report, Section};
 /// memory grows with this number.
 pub const MAX_WINDOWS: usize = 8;
 
+/// The shortest window (`aggregate.windows`, `aggregate.distinct_window`): a window is a
+/// ring of up to 8 buckets, and each bucket must span at least one millisecond.
+pub const MIN_WINDOW: Duration = Duration::from_millis(8);
+
+/// The longest window: far beyond any useful window, short enough that bucket arithmetic
+/// on millisecond timestamps cannot overflow.
+pub const MAX_WINDOW: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+fn window_range_problem(window: Duration) -> Option<String> {
+    (window < MIN_WINDOW || window > MAX_WINDOW).then(|| {
+        format!(
+            "window must be from {:?} to {:?} (10 years), found {:?}; use a duration such as \"1h\"",
+            format_duration(MIN_WINDOW),
+            format_duration(MAX_WINDOW),
+            format_duration(window)
+        )
+    })
+}
+
 choice_enum! {
     /// An entity of an event that gets its own window aggregates.
     pub enum AggregateKey {
@@ -93,11 +112,9 @@ impl AggregateConfig {
     pub(crate) fn check(&self, r: &mut Report) {
         self.check_keys(r);
         self.check_windows(r);
-        r.require_positive(
-            self.distinct_window,
-            "aggregate.distinct_window",
-            default_distinct_window(),
-        );
+        if let Some(problem) = window_range_problem(self.distinct_window) {
+            r.invalid(&KeyPath::of("aggregate.distinct_window"), None, &problem);
+        }
     }
 
     fn check_keys(&self, r: &mut Report) {
@@ -138,15 +155,8 @@ impl AggregateConfig {
             example,
         );
         for (i, window) in self.windows.iter().enumerate() {
-            if window.is_zero() {
-                r.invalid(
-                    &path,
-                    Some(i),
-                    &format!(
-                        "window must be longer than zero, found {:?}; use a duration such as \"1h\"",
-                        format_duration(*window)
-                    ),
-                );
+            if let Some(problem) = window_range_problem(*window) {
+                r.invalid(&path, Some(i), &problem);
             } else if i > 0 && *window <= self.windows[i - 1] {
                 r.invalid(
                     &path,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::document::Document;
 use crate::duration::format_duration;
 use crate::read::{whole_value, Report, Section};
+use crate::redact::{redacted_uri, uri_password};
 use crate::secret::{Secret, REDACTED};
 
 /// The longest path searched for a flagged entity. Path search cost grows exponentially
@@ -34,7 +35,7 @@ choice_enum! {
 }
 
 /// `[graph]`: the graph backend, its connection and the enrichment cache.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct GraphConfig {
     /// Which graph answers look-ups.
     pub kind: GraphKind,
@@ -42,7 +43,8 @@ pub struct GraphConfig {
     pub path: String,
     /// Longest path searched from an event's entities to a flagged entity, 1 to 6.
     pub max_hops: u32,
-    /// Bolt URI of the Neo4j server.
+    /// Bolt URI of the Neo4j server. A password in it is printed as `***`; print it with
+    /// [`GraphConfig::redacted_uri`].
     pub uri: String,
     /// Neo4j user name.
     pub user: String,
@@ -155,7 +157,42 @@ impl Default for GraphConfig {
     }
 }
 
+/// Shows the URI and the password redacted, so logging the config is safe.
+impl std::fmt::Debug for GraphConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphConfig")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("max_hops", &self.max_hops)
+            .field("uri", &self.redacted_uri())
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("pool_size", &self.pool_size)
+            .field("query_timeout", &self.query_timeout)
+            .field("batch_deadline", &self.batch_deadline)
+            .field("cache_enabled", &self.cache_enabled)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("cache_warm_up", &self.cache_warm_up)
+            .finish()
+    }
+}
+
 impl GraphConfig {
+    /// `uri` with the password of its user information (`bolt://user:password@host`)
+    /// replaced by `***`: the form to put in logs and messages.
+    pub fn redacted_uri(&self) -> String {
+        redacted_uri(&self.uri)
+    }
+
+    pub(crate) fn secret_values(&self) -> Vec<String> {
+        let mut secrets = vec![self.password.expose().to_owned()];
+        if let Some((start, end)) = uri_password(&self.uri) {
+            secrets.push(self.uri[start..end].to_owned());
+        }
+        secrets
+    }
+
     pub(crate) fn read(mut s: Section<'_>) -> GraphConfig {
         let config = GraphConfig {
             kind: s.choice("kind", default_graph_kind()),
@@ -163,7 +200,7 @@ impl GraphConfig {
             max_hops: s.whole("max_hops", default_max_hops()),
             uri: s.string("uri", default_uri()),
             user: s.string("user", default_user()),
-            password: Secret::new(s.string("password", String::new())),
+            password: Secret::new(s.secret("password")),
             pool_size: s.whole("pool_size", default_pool_size()),
             query_timeout: s.duration("query_timeout", default_query_timeout()),
             batch_deadline: s.duration("batch_deadline", default_batch_deadline()),
@@ -182,7 +219,11 @@ impl GraphConfig {
         section.set("kind", self.kind.as_str());
         section.set("path", self.path.as_str());
         section.set("max_hops", whole_value(self.max_hops));
-        section.set("uri", self.uri.as_str());
+        if redact {
+            section.set("uri", self.redacted_uri());
+        } else {
+            section.set("uri", self.uri.as_str());
+        }
         section.set("user", self.user.as_str());
         let password = if redact && !self.password.is_empty() {
             REDACTED
@@ -214,7 +255,7 @@ impl GraphConfig {
                 "a Bolt URI ({}://host:port) when `graph.kind` is \"neo4j\"",
                 BOLT_SCHEMES.join("|")
             ),
-            format!("{:?}", self.uri),
+            format!("{:?}", self.redacted_uri()),
             default_uri(),
         );
         r.require(

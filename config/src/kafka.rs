@@ -7,10 +7,8 @@ use toml::{Table, Value};
 
 use crate::document::Document;
 use crate::read::{whole_value, KeyPath, Report, Section};
+use crate::redact;
 use crate::secret::REDACTED;
-
-/// Parts of a property name that mark its value as a secret.
-const SECRET_MARKERS: [&str; 5] = ["password", "secret", "sasl.jaas", "token", "key.pem"];
 
 /// Properties that a typed key already sets; setting both would make one silently lose.
 const OWNED_PROPERTIES: [(&str, &str); 4] = [
@@ -60,10 +58,10 @@ pub struct KafkaConfig {
 }
 
 /// Whether the value of the Kafka client property `name` must be hidden when printed: its
-/// name contains `password`, `secret`, `sasl.jaas`, `token` or `key.pem`.
+/// name contains `password`, `secret`, `jaas`, `oauthbearer.config`, `key.pem`, `token` or
+/// `credential`, or is a near miss such as `sasl.pasword`.
 pub fn is_secret_property(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_MARKERS.iter().any(|marker| name.contains(marker))
+    redact::is_secret_name(name)
 }
 
 /// A broker on loopback at Kafka's default port, as the test scripts start it.
@@ -165,6 +163,24 @@ fn shown_property<'a>(name: &str, value: &'a str, redact: bool) -> &'a str {
 }
 
 impl KafkaConfig {
+    /// `text` with every configured secret value replaced by `***`: the values of secret
+    /// properties, and the secrets inside them (the password of a `sasl.jaas.config`). For
+    /// errors of the Kafka client, which may quote a property's value.
+    pub fn scrub_secrets(&self, text: &str) -> String {
+        redact::scrub(text, self.secret_values())
+    }
+
+    pub(crate) fn secret_values(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        for (name, value) in &self.properties {
+            if is_secret_property(name) {
+                secrets.push(value.clone());
+                secrets.extend(redact::embedded_secrets(value));
+            }
+        }
+        secrets
+    }
+
     pub(crate) fn read(mut s: Section<'_>) -> KafkaConfig {
         let config = KafkaConfig {
             brokers: s.string("brokers", default_brokers()),

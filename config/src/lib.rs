@@ -21,9 +21,12 @@
 //!
 //! # Secrets
 //!
-//! `graph.password` and Kafka properties whose names contain `password`, `secret`,
-//! `sasl.jaas`, `token` or `key.pem` print as `"***"`, both in
-//! [`Config::to_redacted_toml`] and in `Debug` output.
+//! `graph.password`, the password inside `graph.uri`, and Kafka properties whose names
+//! contain `password`, `secret`, `jaas`, `oauthbearer.config`, `key.pem`, `token` or
+//! `credential` (or a near miss such as `sasl.pasword`) print as `"***"`, both in
+//! [`Config::to_redacted_toml`] and in `Debug` output. A value of the wrong type for
+//! `graph.password` is described without the value. [`Config::scrub_secrets`] removes every
+//! configured secret value from any other text, such as a client library's error.
 
 #[macro_use]
 mod choice;
@@ -39,6 +42,7 @@ mod load;
 mod model;
 mod pipeline;
 mod read;
+mod redact;
 mod secret;
 mod sink;
 mod snapshot;
@@ -47,17 +51,21 @@ mod suggest;
 
 use std::path::Path;
 
-pub use aggregate::{AggregateConfig, AggregateKey, MAX_WINDOWS};
+pub use aggregate::{AggregateConfig, AggregateKey, MAX_WINDOW, MAX_WINDOWS, MIN_WINDOW};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, KeyError};
 pub use graph::{GraphConfig, GraphKind, MAX_HOPS_LIMIT};
 pub use kafka::{is_secret_property, AutoOffsetReset, KafkaConfig};
 pub use model::{ModelConfig, ModelDevice, FROM_METADATA};
-pub use pipeline::PipelineConfig;
+pub use pipeline::{PipelineConfig, MAX_BATCH_SIZE, MAX_CHANNEL_CAPACITY, MAX_WORKERS};
+pub use redact::redacted_uri;
 pub use secret::{Secret, REDACTED};
 pub use sink::{DeadLetterConfig, SinkConfig, SinkKind};
 pub use snapshot::SnapshotConfig;
-pub use source::{GeneratorConfig, SourceConfig, SourceKind};
+pub use source::{
+    GeneratorConfig, SourceConfig, SourceKind, GENERATOR_MAX_ACCOUNTS, GENERATOR_MAX_START_MS,
+    GENERATOR_MIN_ACCOUNTS, GENERATOR_MIN_START_MS,
+};
 
 use document::Document;
 use read::{KeyPath, Report, Section};
@@ -139,6 +147,15 @@ impl Config {
             String::from("# Effective riskstream configuration. Secrets are shown as \"***\".\n\n");
         out.push_str(&self.document(true).render());
         out
+    }
+
+    /// `text` with every configured secret value replaced by `***`: `graph.password`, the
+    /// password in `graph.uri`, and the secret Kafka properties (and the secrets inside
+    /// them). For messages of client libraries, which may quote what they were given.
+    pub fn scrub_secrets(&self, text: &str) -> String {
+        let mut secrets = self.graph.secret_values();
+        secrets.extend(self.kafka.secret_values());
+        redact::scrub(text, secrets)
     }
 
     /// Every key as a full path, in document order (`source.kind`, ..., `kafka.replication`),

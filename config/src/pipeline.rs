@@ -6,6 +6,18 @@ use crate::document::Document;
 use crate::duration::format_duration;
 use crate::read::{whole_value, Report, Section};
 
+/// The largest `pipeline.batch_size`: the job reserves room for a whole batch up front, in
+/// every stage, so a larger value asks for gigabytes before the first event.
+pub const MAX_BATCH_SIZE: usize = 1_000_000;
+
+/// The most batches in flight between two stages (`pipeline.channel_capacity`); each can
+/// hold `batch_size` events.
+pub const MAX_CHANNEL_CAPACITY: usize = 1_024;
+
+/// The most aggregation workers (`pipeline.workers`); more only add scheduling overhead,
+/// since every worker scans the whole batch.
+pub const MAX_WORKERS: usize = 64;
+
 /// `[pipeline]`: how events are grouped into micro-batches and how much work runs at once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
@@ -15,7 +27,8 @@ pub struct PipelineConfig {
     pub batch_timeout: Duration,
     /// Batches in flight between two stages; a full channel slows the source down.
     pub channel_capacity: usize,
-    /// Aggregation workers; 0 means one per CPU.
+    /// Aggregation workers, at most [`MAX_WORKERS`]; 0 means one per CPU (at most
+    /// [`MAX_WORKERS`]).
     pub workers: usize,
 }
 
@@ -55,12 +68,15 @@ impl Default for PipelineConfig {
 
 impl PipelineConfig {
     /// The number of aggregation workers to start: `workers`, or the number of CPUs the
-    /// process may use when `workers` is 0 (1 when that cannot be determined).
+    /// process may use when `workers` is 0 (1 when that cannot be determined), never more
+    /// than [`MAX_WORKERS`].
     pub fn effective_workers(&self) -> usize {
-        if self.workers > 0 {
-            return self.workers;
-        }
-        std::thread::available_parallelism().map_or(1, usize::from)
+        let workers = if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        };
+        workers.min(MAX_WORKERS)
     }
 
     pub(crate) fn read(mut s: Section<'_>) -> PipelineConfig {
@@ -84,9 +100,9 @@ impl PipelineConfig {
 
     pub(crate) fn check(&self, r: &mut Report) {
         r.require(
-            self.batch_size > 0,
+            (1..=MAX_BATCH_SIZE).contains(&self.batch_size),
             "pipeline.batch_size",
-            "at least 1",
+            &format!("between 1 and {MAX_BATCH_SIZE}"),
             self.batch_size,
             whole_value(default_batch_size()),
         );
@@ -96,11 +112,18 @@ impl PipelineConfig {
             default_batch_timeout(),
         );
         r.require(
-            self.channel_capacity > 0,
+            (1..=MAX_CHANNEL_CAPACITY).contains(&self.channel_capacity),
             "pipeline.channel_capacity",
-            "at least 1",
+            &format!("between 1 and {MAX_CHANNEL_CAPACITY}"),
             self.channel_capacity,
             whole_value(default_channel_capacity()),
+        );
+        r.require(
+            self.workers <= MAX_WORKERS,
+            "pipeline.workers",
+            &format!("between 0 (one per CPU) and {MAX_WORKERS}"),
+            self.workers,
+            whole_value(default_workers()),
         );
     }
 }

@@ -112,6 +112,19 @@ pub(crate) fn describe(value: &Value) -> String {
     }
 }
 
+/// The type of a value, without the value, for messages about secrets.
+pub(crate) fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "a whole number",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "a list",
+        Value::Table(_) => "a section (table)",
+    }
+}
+
 /// Everything known about where values came from, and the problems found so far.
 pub(crate) struct Report {
     file: Option<PathBuf>,
@@ -454,6 +467,22 @@ impl<'r> Section<'r> {
                     example,
                 ))
             }
+        })
+    }
+
+    /// Text that is a secret: like [`Section::string`], but a value of the wrong type is
+    /// described by its type only, since an unquoted password is still the password.
+    pub(crate) fn secret(&mut self, key: &str) -> String {
+        self.take_text(key);
+        self.scalar(key, String::new(), |value| match value {
+            Value::String(s) => Ok(s.clone()),
+            other => Err((
+                format!(
+                    "expected text in quotes, found {} (value not shown: it is a secret); put the value in quotes",
+                    kind_of(other)
+                ),
+                Value::String("...".to_owned()),
+            )),
         })
     }
 

@@ -3,6 +3,20 @@
 use crate::document::Document;
 use crate::read::{whole_value, Report, Section};
 
+/// The fewest generator accounts (`source.generator.accounts`): fraud rings, mule chains
+/// and flagged accounts must fit among ordinary accounts.
+pub const GENERATOR_MIN_ACCOUNTS: u64 = 100;
+
+/// The most generator accounts: the generated world is built in memory.
+pub const GENERATOR_MAX_ACCOUNTS: u64 = 10_000_000;
+
+/// The earliest generator start, 1970-01-01T00:00:00Z, in milliseconds since the Unix epoch.
+pub const GENERATOR_MIN_START_MS: i64 = 0;
+
+/// The latest generator start, 8000-01-01T00:00:00Z, in milliseconds since the Unix epoch:
+/// the generated span must stay representable.
+pub const GENERATOR_MAX_START_MS: i64 = 190_288_396_800_000;
+
 choice_enum! {
     /// Where the job reads its events.
     pub enum SourceKind {
@@ -35,11 +49,13 @@ pub struct GeneratorConfig {
     pub seed: u64,
     /// How many events the generator emits before the source ends.
     pub events: u64,
-    /// How many distinct accounts the events are spread over.
+    /// How many distinct accounts the events are spread over, from
+    /// [`GENERATOR_MIN_ACCOUNTS`] to [`GENERATOR_MAX_ACCOUNTS`].
     pub accounts: u64,
     /// Share of events that belong to a fraud pattern, in `[0, 0.5]`.
     pub fraud_rate: f64,
-    /// Event time of the first event, RFC 3339 with a time zone.
+    /// Event time of the first event, RFC 3339 with a time zone, from 1970-01-01T00:00:00Z
+    /// to 8000-01-01T00:00:00Z.
     pub start: String,
 }
 
@@ -170,11 +186,22 @@ impl GeneratorConfig {
 
     fn check(&self, r: &mut Report) {
         r.require(
-            self.accounts > 0,
+            (GENERATOR_MIN_ACCOUNTS..=GENERATOR_MAX_ACCOUNTS).contains(&self.accounts),
             "source.generator.accounts",
-            "at least 1",
+            &format!(
+                "between {GENERATOR_MIN_ACCOUNTS} (so fraud rings, mule chains and flagged \
+                 accounts fit among ordinary accounts) and {GENERATOR_MAX_ACCOUNTS} (the world \
+                 is built in memory)"
+            ),
             self.accounts,
             whole_value(default_accounts()),
+        );
+        r.require(
+            self.events > 0,
+            "source.generator.events",
+            "at least 1",
+            self.events,
+            whole_value(default_events()),
         );
         r.require(
             (0.0..=0.5).contains(&self.fraud_rate),
@@ -183,16 +210,41 @@ impl GeneratorConfig {
             self.fraud_rate,
             default_fraud_rate(),
         );
-        let start_ok = self
+        let start_ms = self
             .start
             .parse::<toml::value::Datetime>()
-            .is_ok_and(|d| d.date.is_some() && d.time.is_some() && d.offset.is_some());
+            .ok()
+            .and_then(|d| epoch_millis(&d));
         r.require(
-            start_ok,
+            start_ms.is_some_and(|ms| (GENERATOR_MIN_START_MS..=GENERATOR_MAX_START_MS).contains(&ms)),
             "source.generator.start",
-            "an RFC 3339 timestamp with a time zone",
+            "an RFC 3339 timestamp with a time zone from 1970-01-01T00:00:00Z to 8000-01-01T00:00:00Z",
             format!("{:?}", self.start),
             default_start(),
         );
     }
+}
+
+/// Milliseconds since the Unix epoch of a full date-time with an offset; `None` when the
+/// date, the time or the offset is missing.
+fn epoch_millis(d: &toml::value::Datetime) -> Option<i64> {
+    let (date, time, offset) = (d.date?, d.time?, d.offset?);
+    let offset_minutes = match offset {
+        toml::value::Offset::Z => 0,
+        toml::value::Offset::Custom { minutes } => i64::from(minutes),
+    };
+    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let (year, month) = (i64::from(date.year), i64::from(date.month));
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + i64::from(date.day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400
+        + i64::from(time.hour) * 3_600
+        + i64::from(time.minute) * 60
+        + i64::from(time.second.unwrap_or(0))
+        - offset_minutes * 60;
+    Some(seconds * 1_000 + i64::from(time.nanosecond.unwrap_or(0) / 1_000_000))
 }

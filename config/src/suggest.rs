@@ -17,7 +17,7 @@ pub(crate) fn closest<'a>(
 
 /// Optimal string alignment distance: insertions, deletions, substitutions and swaps of
 /// neighbours each cost one, so `grpah` is one edit from `graph`.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let width = b.len() + 1;

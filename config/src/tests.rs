@@ -359,8 +359,109 @@ fn a_zero_window_is_reported_with_its_index() {
     ));
     assert_eq!(
         message,
-        "`aggregate.windows[1]`: window must be longer than zero, found \"0s\"; use a duration such as \"1h\""
+        "`aggregate.windows[1]`: window must be from \"8ms\" to \"3650d\" (10 years), found \"0s\"; use a duration such as \"1h\""
     );
+}
+
+/// Each of these passed `config check` and was refused (or aborted the process) only when
+/// the job started, with a message naming another option or none at all.
+#[test]
+fn values_the_job_cannot_run_with_are_rejected_naming_their_key() {
+    let cases = [
+        (
+            "[pipeline]\nbatch_size = 10000000000\n",
+            "pipeline.batch_size",
+        ),
+        ("[pipeline]\nbatch_size = 1000001\n", "pipeline.batch_size"),
+        (
+            "[pipeline]\nchannel_capacity = 100000\n",
+            "pipeline.channel_capacity",
+        ),
+        ("[pipeline]\nworkers = 100000\n", "pipeline.workers"),
+        ("[pipeline]\nworkers = 65\n", "pipeline.workers"),
+        (
+            "[aggregate]\nwindows = [\"1ms\", \"1h\"]\n",
+            "aggregate.windows[0]",
+        ),
+        (
+            "[aggregate]\nwindows = [\"1m\", \"36500d\"]\n",
+            "aggregate.windows[1]",
+        ),
+        (
+            "[aggregate]\ndistinct_window = \"1ms\"\n",
+            "aggregate.distinct_window",
+        ),
+        (
+            "[aggregate]\ndistinct_window = \"36500d\"\n",
+            "aggregate.distinct_window",
+        ),
+        (
+            "[source.generator]\nevents = 0\n",
+            "source.generator.events",
+        ),
+        (
+            "[source.generator]\naccounts = 5\n",
+            "source.generator.accounts",
+        ),
+        (
+            "[source.generator]\naccounts = 99\n",
+            "source.generator.accounts",
+        ),
+        (
+            "[source.generator]\naccounts = 100000000\n",
+            "source.generator.accounts",
+        ),
+        (
+            "[source.generator]\naccounts = 1e8\n",
+            "source.generator.accounts",
+        ),
+        (
+            "[source.generator]\nstart = \"9999-01-01T00:00:00Z\"\n",
+            "source.generator.start",
+        ),
+        (
+            "[source.generator]\nstart = \"0001-01-01T00:00:00Z\"\n",
+            "source.generator.start",
+        ),
+        (
+            "[source.generator]\nstart = \"1970-01-01T00:30:00+01:00\"\n",
+            "source.generator.start",
+        ),
+    ];
+    for (text, key) in cases {
+        let error = Config::from_toml_str(text).unwrap_err();
+        let keys: Vec<&str> = error.key_errors().iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, [key], "{text}");
+        let message = &error.key_errors()[0].message;
+        assert!(message.starts_with(&format!("`{key}`: ")), "{message}");
+        assert!(
+            message.contains("set it like") || message.contains("use a duration"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn the_limits_themselves_are_accepted() {
+    let text = "[pipeline]\nbatch_size = 1000000\nchannel_capacity = 1024\nworkers = 64\n\
+                [aggregate]\nwindows = [\"8ms\", \"3650d\"]\ndistinct_window = \"8ms\"\n\
+                [source.generator]\nevents = 1\naccounts = 100\n\
+                start = \"1970-01-01T00:00:00Z\"\n";
+    let config = Config::from_toml_str(text).unwrap();
+    assert_eq!(config.pipeline.batch_size, MAX_BATCH_SIZE);
+    assert_eq!(config.aggregate.windows, vec![MIN_WINDOW, MAX_WINDOW]);
+    assert_eq!(config.source.generator.accounts, GENERATOR_MIN_ACCOUNTS);
+    let late = "[source.generator]\naccounts = 10000000\nstart = \"8000-01-01T00:00:00Z\"\n";
+    assert!(Config::from_toml_str(late).is_ok());
+}
+
+#[test]
+fn workers_left_to_the_cpu_count_never_exceed_the_limit() {
+    let config = PipelineConfig {
+        workers: 0,
+        ..PipelineConfig::default()
+    };
+    assert!((1..=MAX_WORKERS).contains(&config.effective_workers()));
 }
 
 #[test]
@@ -645,7 +746,7 @@ fn the_printed_toml_loads_back_as_the_same_configuration() {
             generator: GeneratorConfig {
                 seed: 9,
                 events: 10,
-                accounts: 3,
+                accounts: 300,
                 fraud_rate: 0.25,
                 start: "2027-01-02T03:04:05.5Z".to_owned(),
             },
@@ -744,4 +845,94 @@ fn the_neo4j_example_is_a_valid_configuration_with_a_cached_neo4j_graph() {
         "the example must not ship a password"
     );
     assert_eq!(config.source.kind, SourceKind::File);
+}
+
+#[test]
+fn an_unquoted_password_is_reported_without_its_value() {
+    let error = Config::from_toml_str("[graph]\npassword = 98765432\n").unwrap_err();
+    let text = error.to_string();
+    assert!(!text.contains("98765432"), "{text}");
+    assert_eq!(error.key_errors()[0].key, "graph.password");
+    assert!(text.contains("put the value in quotes"), "{text}");
+    let error = Config::from_toml_str("[graph]\npassword = 12.5e3\n").unwrap_err();
+    assert!(!error.to_string().contains("12500"), "{error}");
+}
+
+#[test]
+fn a_password_in_the_graph_uri_is_redacted_when_printed() {
+    let config = Config::from_toml_str(
+        "[graph]\nkind = \"neo4j\"\nuri = \"bolt://neo4j:S3cr3t@db.example:7687\"\n",
+    )
+    .unwrap();
+    let printed = config.to_redacted_toml();
+    assert!(!printed.contains("S3cr3t"), "{printed}");
+    assert!(
+        printed.contains("uri = \"bolt://neo4j:***@db.example:7687\""),
+        "{printed}"
+    );
+    assert_eq!(
+        config.graph.redacted_uri(),
+        "bolt://neo4j:***@db.example:7687"
+    );
+    assert!(!format!("{config:?}").contains("S3cr3t"));
+    assert_eq!(config.graph.uri, "bolt://neo4j:S3cr3t@db.example:7687");
+    let error = Config::from_toml_str(
+        "[graph]\nkind = \"neo4j\"\nuri = \"http://neo4j:S3cr3t@db.example:7687\"\n",
+    )
+    .unwrap_err();
+    assert!(!error.to_string().contains("S3cr3t"), "{error}");
+}
+
+#[test]
+fn secret_kafka_properties_and_near_misses_are_redacted_when_printed() {
+    let secrets = [
+        ("sasl.password", "pw-1111"),
+        ("sasl.pasword", "pw-2222"),
+        ("ssl.key.password", "pw-3333"),
+        ("ssl.keystore.password", "pw-4444"),
+        (
+            "sasl.jaas.config",
+            "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"u\" password=\"pw-5555\";",
+        ),
+        (
+            "sasl.oauthbearer.config",
+            "clientId=riskstream clientSecret=pw-6666",
+        ),
+    ];
+    let mut text = String::from("[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n");
+    for (name, value) in secrets {
+        text.push_str(&format!("{:?} = {:?}\n", name, value));
+    }
+    let config = Config::from_toml_str(&text).unwrap();
+    let printed = config.to_redacted_toml();
+    for (name, value) in secrets {
+        assert!(!printed.contains(value), "`{name}` leaked:\n{printed}");
+    }
+    assert!(printed.contains("\"sasl.pasword\" = \"***\""), "{printed}");
+    assert!(printed.contains("SASL_SSL"), "{printed}");
+}
+
+#[test]
+fn configured_secret_values_are_scrubbed_from_any_text() {
+    let config = Config::from_toml_str(
+        "[graph]\nuri = \"bolt://neo4j:uri-S3cr3t@h:7687\"\npassword = \"graph-S3cr3t\"\n\
+         [kafka.properties]\n\"sasl.jaas.config\" = \"PlainLoginModule required username=\\\"u\\\" password=\\\"jaas-S3cr3t\\\";\"\n\
+         \"sasl.pasword\" = \"typo-S3cr3t\"\n\"security.protocol\" = \"SASL_SSL\"\n",
+    )
+    .unwrap();
+    let client_error = "Client creation error: Java JAAS configuration is not supported: \
+         PlainLoginModule required username=\"u\" password=\"jaas-S3cr3t\"; (password=\"jaas-S3cr3t\") \
+         sasl.pasword=typo-S3cr3t graph-S3cr3t bolt://neo4j:uri-S3cr3t@h security.protocol=SASL_SSL";
+    for scrubbed in [
+        config.scrub_secrets(client_error),
+        config.kafka.scrub_secrets(client_error),
+    ] {
+        assert!(!scrubbed.contains("jaas-S3cr3t"), "{scrubbed}");
+        assert!(!scrubbed.contains("typo-S3cr3t"), "{scrubbed}");
+        assert!(scrubbed.contains("Client creation error"), "{scrubbed}");
+        assert!(scrubbed.contains("SASL_SSL"), "{scrubbed}");
+    }
+    let scrubbed = config.scrub_secrets(client_error);
+    assert!(!scrubbed.contains("graph-S3cr3t"), "{scrubbed}");
+    assert!(!scrubbed.contains("uri-S3cr3t"), "{scrubbed}");
 }

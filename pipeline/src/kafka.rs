@@ -20,13 +20,15 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
     #[error(
-        "cannot create the Kafka {role} for brokers `{brokers}`: {source}; check kafka.brokers and \
+        "cannot create the Kafka {role} for brokers `{brokers}`: {reason}; check kafka.brokers and \
          the client properties under [kafka.properties]"
     )]
     Client {
         role: &'static str,
         brokers: String,
-        source: KafkaError,
+        /// The client's error with every configured secret value removed: librdkafka quotes
+        /// the value of a property it refuses, `sasl.jaas.config` included.
+        reason: String,
     },
     #[error("cannot create topic `{topic}`: {reason}; create it yourself or fix kafka.partitions / kafka.replication")]
     CreateTopic { topic: String, reason: String },
@@ -46,6 +48,17 @@ pub enum KafkaSetupError {
         topics: Vec<String>,
         source: KafkaError,
     },
+}
+
+impl KafkaSetupError {
+    /// A client that could not be created, its error scrubbed of configured secrets.
+    pub fn client(role: &'static str, kafka: &KafkaConfig, error: &KafkaError) -> Self {
+        KafkaSetupError::Client {
+            role,
+            brokers: kafka.brokers.clone(),
+            reason: kafka.scrub_secrets(&error.to_string()),
+        }
+    }
 }
 
 /// The client configuration every riskstream Kafka client starts from: the brokers and the
@@ -121,14 +134,9 @@ pub async fn ensure_topics(
     partitions: i32,
     replication: i32,
 ) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(kafka)
-            .create()
-            .map_err(|source| KafkaSetupError::Client {
-                role: "admin client",
-                brokers: kafka.brokers.clone(),
-                source,
-            })?;
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka)
+        .create()
+        .map_err(|source| KafkaSetupError::client("admin client", kafka, &source))?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
@@ -196,5 +204,34 @@ mod tests {
         assert!(text.contains("sasl.password=***"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("security.protocol=SASL_SSL"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_secret_property_is_not_echoed_in_the_client_error() {
+        let secret = "S3cr3t-in-jaas";
+        let mut kafka = KafkaConfig::default();
+        kafka.properties.insert(
+            "sasl.jaas.config".into(),
+            format!("PlainLoginModule required username=\"u\" password=\"{secret}\";"),
+        );
+        let raw = client_config(&kafka)
+            .create::<AdminClient<DefaultClientContext>>()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            raw.contains(secret),
+            "the client quotes what it refuses: {raw}"
+        );
+        let error = ensure_topics(&kafka, &["t"], 1, 1)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.starts_with("cannot create the Kafka admin client"),
+            "{error}"
+        );
+        assert!(!error.contains(secret), "{error}");
     }
 }

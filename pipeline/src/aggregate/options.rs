@@ -37,8 +37,9 @@ pub struct AggregateOptions {
 }
 
 /// The most workers one aggregator starts; more would only add scheduling overhead since
-/// every worker scans the whole batch.
-pub const MAX_WORKERS: usize = 64;
+/// every worker scans the whole batch. The configuration's limit, so `config check`
+/// applies the same rule.
+pub const MAX_WORKERS: usize = riskstream_config::MAX_WORKERS;
 
 impl Default for AggregateOptions {
     fn default() -> Self {
@@ -123,8 +124,15 @@ pub enum AggregateError {
 }
 
 /// Longest accepted window: far beyond any useful window, small enough that bucket
-/// arithmetic on millisecond timestamps cannot overflow.
-const MAX_WINDOW: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// arithmetic on millisecond timestamps cannot overflow. The configuration's limit.
+const MAX_WINDOW: Duration = riskstream_config::MAX_WINDOW;
+
+// `config check` accepts windows from the configuration's shortest one; every ring must
+// still get at least one millisecond per bucket.
+const _: () = assert!(
+    riskstream_config::MIN_WINDOW.as_millis() >= WINDOW_BUCKETS as u128
+        && riskstream_config::MIN_WINDOW.as_millis() >= DISTINCT_BUCKETS as u128
+);
 
 impl AggregateOptions {
     /// Checks every field; the first problem found is returned.

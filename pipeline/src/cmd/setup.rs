@@ -392,7 +392,7 @@ pub fn neo4j_graph(config: &Config) -> anyhow::Result<Neo4jSetup> {
     let neo4j = Neo4jGraph::connect(&neo4j_options(config)?).with_context(|| {
         format!(
             "cannot set up the Neo4j client for {} (graph.uri)",
-            graph.uri
+            graph.redacted_uri()
         )
     })?;
     if !graph.cache_enabled {
@@ -400,7 +400,7 @@ pub fn neo4j_graph(config: &Config) -> anyhow::Result<Neo4jSetup> {
             enricher: Arc::new(neo4j),
             cache: None,
             warmer: None,
-            description: format!("neo4j ({}, no cache)", graph.uri),
+            description: format!("neo4j ({}, no cache)", graph.redacted_uri()),
         });
     }
     let cached = CachedGraph::new(
@@ -422,7 +422,7 @@ pub fn neo4j_graph(config: &Config) -> anyhow::Result<Neo4jSetup> {
         warmer,
         description: format!(
             "neo4j ({}, cache {} entities for {:?}{})",
-            graph.uri,
+            graph.redacted_uri(),
             graph.cache_capacity,
             graph.cache_ttl,
             if graph.cache_warm_up { ", warmed" } else { "" }

@@ -126,9 +126,10 @@ fn rng_for(seed: u64, stream: u64) -> GenRng {
 /// 2026-11-01T00:00:00Z, the default start of generated traffic.
 pub const DEFAULT_START_MS: i64 = 1_793_491_200_000;
 /// 8000-01-01T00:00:00Z: later starts are rejected (the span must stay representable).
-const MAX_START_MS: i64 = 190_288_396_800_000;
-pub(crate) const MIN_ACCOUNTS: u64 = 100;
-pub(crate) const MAX_ACCOUNTS: u64 = 10_000_000;
+/// The limits are the configuration's, so `config check` applies the same rules.
+const MAX_START_MS: i64 = riskstream_config::GENERATOR_MAX_START_MS;
+pub(crate) const MIN_ACCOUNTS: u64 = riskstream_config::GENERATOR_MIN_ACCOUNTS;
+pub(crate) const MAX_ACCOUNTS: u64 = riskstream_config::GENERATOR_MAX_ACCOUNTS;
 pub(crate) const MAX_FRAUD_RATE: f64 = 0.5;
 /// Benign transactions per account per day that the span is chosen for.
 const DAILY_RATE_PER_ACCOUNT: f64 = 3.0;
@@ -190,7 +191,7 @@ impl GenOptions {
                 "must be a fraction between 0 and 0.5, for example 0.02 for 2 % fraud",
             );
         }
-        if !(0..=MAX_START_MS).contains(&self.start_ms) {
+        if !(riskstream_config::GENERATOR_MIN_START_MS..=MAX_START_MS).contains(&self.start_ms) {
             return invalid(
                 "--start",
                 self.start_ms.to_string(),

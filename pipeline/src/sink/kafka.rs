@@ -140,14 +140,9 @@ impl KafkaSink {
             }
         }
         tracing::debug!(config = %describe(&config), "kafka producer configuration");
-        let producer =
-            config
-                .create_with_context(SinkContext)
-                .map_err(|source| KafkaSetupError::Client {
-                    role: "producer",
-                    brokers: kafka.brokers.clone(),
-                    source,
-                })?;
+        let producer = config
+            .create_with_context(SinkContext)
+            .map_err(|source| KafkaSetupError::client("producer", kafka, &source))?;
         Ok(KafkaSink {
             producer,
             results_topic: kafka.results_topic.clone(),

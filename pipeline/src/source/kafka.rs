@@ -298,11 +298,7 @@ impl KafkaSource {
             .create_with_context(SourceContext {
                 in_flight: in_flight.clone(),
             })
-            .map_err(|source| KafkaSetupError::Client {
-                role: "consumer",
-                brokers: kafka.brokers.clone(),
-                source,
-            })?;
+            .map_err(|source| KafkaSetupError::client("consumer", kafka, &source))?;
         let topics: Vec<&str> = kafka.input_topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
