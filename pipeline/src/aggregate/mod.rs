@@ -14,6 +14,10 @@
 //!   `amount_ew_alpha`, `d = x - mean`, `mean += a·d`, `var = (1 - a)·(var + a·d²)`; the
 //!   first event sets the mean and a variance of 0.
 //!
+//! Sums and EW statistics saturate at ±`f64::MAX` instead of overflowing: amounts are
+//! finite but unbounded, and one infinite value would make the key's features non-finite
+//! for good. A saturated sum reads as "at least this much".
+//!
 //! # Windows are rings of buckets
 //!
 //! Each window of length `W` is a ring of 8 buckets of `ceil(W / 8)` ms. A key's window
