@@ -47,7 +47,7 @@ mod suggest;
 
 use std::path::Path;
 
-pub use aggregate::{AggregateConfig, AggregateKey, MAX_WINDOWS};
+pub use aggregate::{AggregateConfig, AggregateKey, MAX_FUTURE_SKEW, MAX_WINDOWS};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, KeyError};
 pub use graph::{GraphConfig, GraphKind, MAX_HOPS_LIMIT};

@@ -594,3 +594,68 @@ fn two_events_with_amounts_near_f64_max_for_one_account_do_not_stop_the_job() {
         assert!((0.0..=1.0).contains(&score), "score {score}: {r}");
     }
 }
+
+#[test]
+fn one_far_future_timestamp_is_a_dead_letter_and_does_not_freeze_the_accounts_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("future.jsonl");
+    let mut text = String::new();
+    for i in 0..50 {
+        text.push_str(&good_event(i));
+        text.push('\n');
+    }
+    text.push_str(
+        r#"{"event_id":"future","ts":"9999-01-01T00:00:00Z","account_id":"V","merchant_id":"M-1","amount":5}"#,
+    );
+    text.push('\n');
+    for i in 0..20 {
+        text.push_str(&format!(
+            r#"{{"event_id":"v-{i}","ts":"2026-11-22T10:05:{i:02}Z","account_id":"V","merchant_id":"M-1","amount":5}}"#
+        ));
+        text.push('\n');
+    }
+    std::fs::write(&input, &text).unwrap();
+    let (output, results, letters, s) = run_on_file(dir.path(), &input, "");
+    ok(output);
+    assert_eq!(s["inputs"], 71);
+    assert_eq!(s["results"], 70);
+    assert_eq!(letters.len(), 1, "only the far-future event: {letters:?}");
+    assert_eq!(letters[0]["kind"], "future_timestamp");
+    let reason = letters[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("9999-01-01") && reason.contains("aggregate.max_future_skew"),
+        "{reason}"
+    );
+    assert!(letters[0]["payload"]
+        .as_str()
+        .unwrap()
+        .contains(r#""event_id":"future""#));
+    let counts: Vec<u64> = results
+        .iter()
+        .filter(|r| r["account_id"] == "V")
+        .map(|r| {
+            assert_ne!(r["aggregates"]["account"]["late"], true, "{r}");
+            r["aggregates"]["account"]["count_1m"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(counts, (1..=20).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_far_future_event_is_admitted_when_max_future_skew_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("skew.jsonl");
+    let text = [
+        r#"{"event_id":"a","ts":"2026-11-22T10:00:00Z","account_id":"V","amount":5}"#,
+        r#"{"event_id":"b","ts":"2026-11-22T13:00:00Z","account_id":"V","amount":5}"#,
+    ]
+    .join("\n");
+    std::fs::write(&input, text).unwrap();
+    let (output, results, letters, _) = run_on_file(
+        dir.path(),
+        &input,
+        "[aggregate]\nmax_future_skew = \"4h\"\n",
+    );
+    ok(output);
+    assert_eq!((results.len(), letters.len()), (2, 0), "{letters:?}");
+}

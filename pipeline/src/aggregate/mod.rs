@@ -36,6 +36,16 @@
 //! count towards first seen and the EW amount statistics, which do not depend on time.
 //! A key's first event is never late.
 //!
+//! # Events from the future
+//!
+//! The opposite mistake, one event far ahead of the others (a clock set to year 9999),
+//! would move its keys' rings to that time, so that every later event of those keys is
+//! late and their windows freeze. [`Aggregator::admit`] guards against it: the job admits
+//! each decoded event before aggregating it, and one more than
+//! [`AggregateOptions::max_future_skew`] ahead of the watermark (the newest event time
+//! admitted so far) becomes a dead letter instead. The first event admitted sets the
+//! watermark.
+//!
 //! # Distinct counterparties
 //!
 //! The distinct window is a ring of 6 buckets of `ceil(W / 6)` ms, so it covers between
@@ -132,10 +142,11 @@ mod reference;
 pub use layered::LayeredMap;
 pub use options::{
     default_amount_ew_alpha, default_baseline_interval, default_distinct_window, default_kinds,
-    default_windows, AggregateError, AggregateOptions, MAX_WORKERS,
+    default_max_future_skew, default_windows, AggregateError, AggregateOptions, MAX_WORKERS,
 };
 pub use sharded::{
-    Aggregator, AggregatorMetrics, AmountBaseline, ChangeSet, EventAggregates, GLOBAL_EW_ALPHA,
+    Aggregator, AggregatorMetrics, AmountBaseline, ChangeSet, EventAggregates, FutureTimestamp,
+    GLOBAL_EW_ALPHA,
 };
 pub use snapshot::{
     AggregateSnapshot, Baselines, SnapshotError, SnapshotId, SnapshotKeys, Snapshots,
