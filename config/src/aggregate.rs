@@ -54,6 +54,23 @@ pub struct AggregateConfig {
     pub windows: Vec<Duration>,
     /// The window over which distinct counterparties are counted.
     pub distinct_window: Duration,
+    /// How far an event's `ts` may lie ahead of the job's watermark (the newest event time
+    /// accepted so far). An event further ahead becomes a dead letter of kind
+    /// `future_timestamp` and touches no window: one far-future event would otherwise move
+    /// its keys' windows to that time, so that every later event of the keys counts as
+    /// late and the velocity features freeze. The first event of a run sets the
+    /// watermark. Longer than zero, at most [`MAX_FUTURE_SKEW`].
+    pub max_future_skew: Duration,
+}
+
+/// Upper bound of `aggregate.max_future_skew`: beyond a year the check would no longer
+/// catch a mistyped year.
+pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(366 * 86_400);
+
+/// 1 hour: far more than clock drift between producers or a partition catching up, far less
+/// than the 24 h window an odd timestamp would freeze.
+pub(crate) fn default_max_future_skew() -> Duration {
+    Duration::from_secs(3_600)
 }
 
 /// All four entities: the model's features cover each of them.
@@ -81,6 +98,7 @@ impl Default for AggregateConfig {
             keys: default_keys(),
             windows: default_windows(),
             distinct_window: default_distinct_window(),
+            max_future_skew: default_max_future_skew(),
         }
     }
 }
@@ -91,6 +109,7 @@ impl AggregateConfig {
             keys: s.choices("keys", default_keys()),
             windows: s.durations("windows", default_windows()),
             distinct_window: s.duration("distinct_window", default_distinct_window()),
+            max_future_skew: s.duration("max_future_skew", default_max_future_skew()),
         };
         s.finish();
         config
@@ -107,6 +126,7 @@ impl AggregateConfig {
             .collect();
         section.set("windows", windows);
         section.set("distinct_window", format_duration(self.distinct_window));
+        section.set("max_future_skew", format_duration(self.max_future_skew));
     }
 
     pub(crate) fn check(&self, r: &mut Report) {
@@ -115,6 +135,16 @@ impl AggregateConfig {
         if let Some(problem) = window_range_problem(self.distinct_window) {
             r.invalid(&KeyPath::of("aggregate.distinct_window"), None, &problem);
         }
+        r.require(
+            !self.max_future_skew.is_zero() && self.max_future_skew <= MAX_FUTURE_SKEW,
+            "aggregate.max_future_skew",
+            &format!(
+                "longer than zero and at most {:?}",
+                format_duration(MAX_FUTURE_SKEW)
+            ),
+            format!("{:?}", format_duration(self.max_future_skew)),
+            format_duration(default_max_future_skew()),
+        );
     }
 
     fn check_keys(&self, r: &mut Report) {

@@ -51,7 +51,9 @@ mod suggest;
 
 use std::path::Path;
 
-pub use aggregate::{AggregateConfig, AggregateKey, MAX_WINDOW, MAX_WINDOWS, MIN_WINDOW};
+pub use aggregate::{
+    AggregateConfig, AggregateKey, MAX_FUTURE_SKEW, MAX_WINDOW, MAX_WINDOWS, MIN_WINDOW,
+};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, KeyError};
 pub use graph::{GraphConfig, GraphKind, MAX_HOPS_LIMIT};

@@ -673,6 +673,19 @@ fn validate_checks_a_configuration_changed_in_code() {
     assert_eq!(error.key_errors()[0].key, "aggregate.windows[1]");
 }
 
+#[test]
+fn max_future_skew_must_be_longer_than_zero_and_at_most_a_year() {
+    for bad in ["0s", "400d"] {
+        let file = file_with(&format!("[aggregate]\nmax_future_skew = \"{bad}\"\n"));
+        let error = Config::load_from(Some(file.path()), Vec::new()).unwrap_err();
+        let keys: Vec<&str> = error.key_errors().iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["aggregate.max_future_skew"], "{bad}: {error}");
+    }
+    let file = file_with("[aggregate]\nmax_future_skew = \"5m\"\n");
+    let config = Config::load_from(Some(file.path()), Vec::new()).unwrap();
+    assert_eq!(config.aggregate.max_future_skew, Duration::from_secs(300));
+}
+
 fn config_with_secrets() -> Config {
     let mut config = Config::default();
     config.graph.password = Secret::new("neo-pass");
@@ -770,6 +783,7 @@ fn the_printed_toml_loads_back_as_the_same_configuration() {
             keys: vec![AggregateKey::Merchant, AggregateKey::Account],
             windows: vec![Duration::from_secs(90), Duration::from_secs(2 * 86_400)],
             distinct_window: Duration::from_secs(600),
+            max_future_skew: Duration::from_secs(300),
         },
         snapshot: SnapshotConfig {
             interval: Duration::from_millis(250),

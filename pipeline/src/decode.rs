@@ -34,6 +34,16 @@ pub enum DecodeError {
     NonFiniteAmount { value: String },
     #[error("field `ts` is not an RFC 3339 timestamp ({value:?}): {detail}")]
     BadTimestamp { value: String, detail: String },
+    /// Decoded, but refused by [`Aggregator::admit`](crate::aggregate::Aggregator::admit).
+    #[error(
+        "field `ts` ({ts}) is more than {max_skew} ahead of the newest event time accepted so far ({watermark}); \
+         fix the producer's clock, or raise aggregate.max_future_skew if such skew is expected"
+    )]
+    FutureTimestamp {
+        ts: String,
+        watermark: String,
+        max_skew: String,
+    },
 }
 
 impl DecodeError {
@@ -50,6 +60,7 @@ impl DecodeError {
             DecodeError::Empty { .. } => "empty_field",
             DecodeError::NonFiniteAmount { .. } => "non_finite_amount",
             DecodeError::BadTimestamp { .. } => "bad_timestamp",
+            DecodeError::FutureTimestamp { .. } => "future_timestamp",
         }
     }
 }

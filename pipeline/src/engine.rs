@@ -167,7 +167,9 @@ impl Engine {
         AggregateNames::new(&labels)
     }
 
-    /// Decode stage: every record becomes an event or a dead letter.
+    /// Decode stage: every record becomes an event or a dead letter. Events are admitted
+    /// here, in input order ([`Aggregator::admit`]): one too far in the future becomes a
+    /// dead letter of kind `future_timestamp` before it reaches any window.
     pub fn decode(&self, raw: RawBatch) -> Decoded {
         let mut events = Vec::with_capacity(raw.len());
         let mut records = Vec::with_capacity(raw.len());
@@ -182,7 +184,8 @@ impl Engine {
                     limit: self.options.max_event_bytes,
                 }),
                 None => decode(bytes, self.options.max_event_bytes),
-            };
+            }
+            .and_then(|event| self.admit(event));
             match outcome {
                 Ok(event) => {
                     events.push(event);
@@ -214,6 +217,19 @@ impl Engine {
             records,
             dead_letters,
             dead,
+        }
+    }
+
+    /// The decoded event, unless its time lies too far ahead of the watermark for the
+    /// aggregator to admit it (`aggregate.max_future_skew`).
+    fn admit(&self, event: Event) -> Result<Event, crate::decode::DecodeError> {
+        match self.aggregator.admit(event.ts_ms) {
+            Ok(()) => Ok(event),
+            Err(future) => Err(crate::decode::DecodeError::FutureTimestamp {
+                ts: format_ts(future.ts_ms),
+                watermark: format_ts(future.watermark_ms),
+                max_skew: riskstream_config::format_duration(future.max_skew),
+            }),
         }
     }
 

@@ -58,6 +58,31 @@ pub struct FeatureLayout {
 const CHANNELS: [&str; 4] = ["card", "online", "transfer", "atm"];
 /// Z-scores are clipped so that one absurd amount cannot dominate the network.
 const Z_CLIP: f32 = 10.0;
+/// Bound on every model input. Finite aggregates give transformed values far inside it
+/// (`ln(1 + f64::MAX)` is about 710), so it only ever replaces a value that would
+/// otherwise be infinite, which the model refuses: one event's values must never stop
+/// scoring. Small enough that the model's standardisation stays finite.
+const MODEL_INPUT_BOUND: f32 = 1.0e6;
+
+/// `x` made finite for the model: NaN reads as 0 (no signal), anything else is clamped to
+/// ±[`MODEL_INPUT_BOUND`].
+fn bounded_input(x: f32) -> f32 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(-MODEL_INPUT_BOUND, MODEL_INPUT_BOUND)
+    }
+}
+
+/// A raw value as shown in reasons: values beyond `f32` read as ±[`f32::MAX`] rather than
+/// infinity (which JSON cannot carry), NaN as 0.
+fn bounded_raw(x: f64) -> f32 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32
+    }
+}
 
 /// The readable label of a window: `1m`, `1h`, `24h`, `30s`, `500ms`.
 pub fn window_label(d: Duration) -> String {
@@ -353,7 +378,8 @@ impl FeatureLayout {
 
     /// Writes the features of one event. `model` receives the transformed values the model
     /// reads; `raw` the untransformed values that reasons show to people. Both must be
-    /// `self.len()` long.
+    /// `self.len()` long. Every value written is finite, whatever the event and its
+    /// aggregates hold (model inputs are bounded by [`MODEL_INPUT_BOUND`]).
     pub fn assemble(
         &self,
         event: &Event,
@@ -370,8 +396,8 @@ impl FeatureLayout {
         );
         let mut i = 0;
         let mut put = |m: f32, r: f64| {
-            model[i] = m;
-            raw[i] = r as f32;
+            model[i] = bounded_input(m);
+            raw[i] = bounded_raw(r);
             i += 1;
         };
         let amount = event.amount;
@@ -539,6 +565,57 @@ mod tests {
             "the README feature table is out of date; rerun this test with \
              RISKSTREAM_BLESS_README=1 to regenerate it"
         );
+    }
+
+    #[test]
+    fn features_of_absurd_amounts_are_all_finite() {
+        let event = |id: &str, amount: f64| Event {
+            event_id: id.into(),
+            ts_ms: 0,
+            account_id: "A-1".into(),
+            counterparty_id: None,
+            merchant_id: Some("M-1".into()),
+            device_id: None,
+            ip: None,
+            amount,
+            currency: None,
+            channel: None,
+            country: None,
+        };
+        let options = crate::aggregate::AggregateOptions::default();
+        let aggregator = crate::aggregate::Aggregator::new(options.clone()).unwrap();
+        let events = [
+            event("e-1", 1e308),
+            event("e-2", 1e308),
+            event("e-3", -f64::MAX),
+        ];
+        let aggs = aggregator.apply_batch(&events);
+        let layout = FeatureLayout::new(&options.windows, 3);
+        let graph = EventGraph::without(GraphStatus::Skipped);
+        let (mut model, mut raw) = (vec![f32::NAN; layout.len()], vec![f32::NAN; layout.len()]);
+        for (event, aggs) in events.iter().zip(&aggs) {
+            for baseline in [
+                None,
+                Some((-f64::MAX, f64::MIN_POSITIVE)),
+                Some((0.0, f64::NAN)),
+            ] {
+                layout.assemble(event, aggs, baseline, &graph, &mut model, &mut raw);
+                assert!(
+                    model.iter().chain(&raw).all(|v| v.is_finite()),
+                    "{}: {model:?} {raw:?}",
+                    event.event_id
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn model_inputs_are_bounded_and_nan_reads_as_zero() {
+        assert_eq!(bounded_input(f32::INFINITY), MODEL_INPUT_BOUND);
+        assert_eq!(bounded_input(f32::NEG_INFINITY), -MODEL_INPUT_BOUND);
+        assert_eq!(bounded_input(f32::NAN), 0.0);
+        assert_eq!(bounded_input(3.5), 3.5);
+        assert_eq!(bounded_raw(1e308), f32::MAX);
     }
 
     #[test]

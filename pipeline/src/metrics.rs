@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The kinds of dead letter, in the order the summary lists them. Kept in step with
 /// [`crate::decode::DecodeError::kind`].
-pub const DEAD_LETTER_KINDS: [&str; 9] = [
+pub const DEAD_LETTER_KINDS: [&str; 10] = [
     "oversize",
     "not_utf8",
     "not_json",
@@ -15,6 +15,7 @@ pub const DEAD_LETTER_KINDS: [&str; 9] = [
     "empty_field",
     "non_finite_amount",
     "bad_timestamp",
+    "future_timestamp",
 ];
 
 /// Counters of one job run. Updated by the stages with relaxed atomics (each counter is
@@ -80,10 +81,17 @@ mod tests {
             assert!(DEAD_LETTER_KINDS.contains(&kind), "{kind} has no counter");
             m.count_dead_letter(kind);
         }
-        assert_eq!(Metrics::get(&m.dead_letters), 5);
+        let future = crate::decode::DecodeError::FutureTimestamp {
+            ts: "9999-01-01T00:00:00Z".into(),
+            watermark: "2026-11-22T10:00:00Z".into(),
+            max_skew: "1h".into(),
+        };
+        assert!(DEAD_LETTER_KINDS.contains(&future.kind()));
+        m.count_dead_letter(future.kind());
+        assert_eq!(Metrics::get(&m.dead_letters), 6);
         assert_eq!(
             m.dead_letters_by_kind().iter().map(|(_, n)| n).sum::<u64>(),
-            5
+            6
         );
     }
 }

@@ -531,3 +531,173 @@ fn bench_runs_the_job_and_the_baseline_on_the_same_data_and_reports_their_ratio(
         "{kept:?}"
     );
 }
+
+/// A good event line: account `A-{i % 7}`, `i` seconds after 10:00 on 2026-11-22.
+fn good_event(i: usize) -> String {
+    format!(
+        r#"{{"event_id":"g-{i}","ts":"2026-11-22T10:{:02}:{:02}Z","account_id":"A-{}","merchant_id":"M-1","amount":{}.5,"channel":"card","country":"DE"}}"#,
+        (i / 60) % 60,
+        i % 60,
+        i % 7,
+        10 + i % 90
+    )
+}
+
+/// Runs `riskstream run` on `input` with the shipped model, no graph and `config` appended
+/// to the job's config file; returns the output, the results, the dead letters and the
+/// summary (empty values for whatever the run did not write).
+fn run_on_file(
+    dir: &Path,
+    input: &Path,
+    config: &str,
+) -> (
+    Output,
+    Vec<serde_json::Value>,
+    Vec<serde_json::Value>,
+    serde_json::Value,
+) {
+    let config_path = dir.join("job.toml");
+    std::fs::write(&config_path, format!("[graph]\nkind = \"none\"\n{config}")).unwrap();
+    let out = dir.join("results.jsonl");
+    let dead = dir.join("dead.jsonl");
+    let summary_path = dir.join("summary.json");
+    let output = bin()
+        .args(["run", "--quiet", "--config"])
+        .arg(&config_path)
+        .arg("--model")
+        .arg(shipped_model())
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(&out)
+        .arg("--dead-letter")
+        .arg(&dead)
+        .arg("--summary-json")
+        .arg(&summary_path)
+        .output()
+        .unwrap();
+    let lines = |path: &Path| {
+        if path.exists() {
+            read_lines(path)
+        } else {
+            Vec::new()
+        }
+    };
+    let s = if summary_path.exists() {
+        summary(&summary_path)
+    } else {
+        serde_json::Value::Null
+    };
+    (output, lines(&out), lines(&dead), s)
+}
+
+#[test]
+fn two_events_with_amounts_near_f64_max_for_one_account_do_not_stop_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("poison.jsonl");
+    let mut text = String::new();
+    for i in 0..500 {
+        text.push_str(&good_event(i));
+        text.push('\n');
+    }
+    for n in 0..2 {
+        text.push_str(&format!(
+            r#"{{"event_id":"huge-{n}","ts":"2026-11-22T10:08:2{n}Z","account_id":"A-1","merchant_id":"M-1","amount":1e308}}"#
+        ));
+        text.push('\n');
+    }
+    for i in 500..1000 {
+        text.push_str(&good_event(i));
+        text.push('\n');
+    }
+    std::fs::write(&input, &text).unwrap();
+    let (output, results, letters, s) = run_on_file(dir.path(), &input, "");
+    let output = ok(output);
+    assert_eq!(
+        s["inputs"],
+        1002,
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        s["results"].as_u64().unwrap() + s["dead_letters"].as_u64().unwrap(),
+        1002,
+        "every input is a result or a dead letter: {s}"
+    );
+    assert_eq!(results.len() + letters.len(), 1002);
+    let ids: HashSet<&str> = results
+        .iter()
+        .chain(&letters)
+        .filter_map(|r| r["event_id"].as_str())
+        .collect();
+    assert!(ids.contains("huge-0") && ids.contains("huge-1"), "{ids:?}");
+    for r in &results {
+        let score = r["score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score), "score {score}: {r}");
+    }
+}
+
+#[test]
+fn one_far_future_timestamp_is_a_dead_letter_and_does_not_freeze_the_accounts_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("future.jsonl");
+    let mut text = String::new();
+    for i in 0..50 {
+        text.push_str(&good_event(i));
+        text.push('\n');
+    }
+    text.push_str(
+        r#"{"event_id":"future","ts":"9999-01-01T00:00:00Z","account_id":"V","merchant_id":"M-1","amount":5}"#,
+    );
+    text.push('\n');
+    for i in 0..20 {
+        text.push_str(&format!(
+            r#"{{"event_id":"v-{i}","ts":"2026-11-22T10:05:{i:02}Z","account_id":"V","merchant_id":"M-1","amount":5}}"#
+        ));
+        text.push('\n');
+    }
+    std::fs::write(&input, &text).unwrap();
+    let (output, results, letters, s) = run_on_file(dir.path(), &input, "");
+    ok(output);
+    assert_eq!(s["inputs"], 71);
+    assert_eq!(s["results"], 70);
+    assert_eq!(letters.len(), 1, "only the far-future event: {letters:?}");
+    assert_eq!(letters[0]["kind"], "future_timestamp");
+    let reason = letters[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("9999-01-01") && reason.contains("aggregate.max_future_skew"),
+        "{reason}"
+    );
+    assert!(letters[0]["payload"]
+        .as_str()
+        .unwrap()
+        .contains(r#""event_id":"future""#));
+    let counts: Vec<u64> = results
+        .iter()
+        .filter(|r| r["account_id"] == "V")
+        .map(|r| {
+            assert_ne!(r["aggregates"]["account"]["late"], true, "{r}");
+            r["aggregates"]["account"]["count_1m"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(counts, (1..=20).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_far_future_event_is_admitted_when_max_future_skew_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("skew.jsonl");
+    let text = [
+        r#"{"event_id":"a","ts":"2026-11-22T10:00:00Z","account_id":"V","amount":5}"#,
+        r#"{"event_id":"b","ts":"2026-11-22T13:00:00Z","account_id":"V","amount":5}"#,
+    ]
+    .join("\n");
+    std::fs::write(&input, text).unwrap();
+    let (output, results, letters, _) = run_on_file(
+        dir.path(),
+        &input,
+        "[aggregate]\nmax_future_skew = \"4h\"\n",
+    );
+    ok(output);
+    assert_eq!((results.len(), letters.len()), (2, 0), "{letters:?}");
+}

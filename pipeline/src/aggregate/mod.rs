@@ -14,6 +14,10 @@
 //!   `amount_ew_alpha`, `d = x - mean`, `mean += a·d`, `var = (1 - a)·(var + a·d²)`; the
 //!   first event sets the mean and a variance of 0.
 //!
+//! Sums and EW statistics saturate at ±`f64::MAX` instead of overflowing: amounts are
+//! finite but unbounded, and one infinite value would make the key's features non-finite
+//! for good. A saturated sum reads as "at least this much".
+//!
 //! # Windows are rings of buckets
 //!
 //! Each window of length `W` is a ring of 8 buckets of `ceil(W / 8)` ms. A key's window
@@ -31,6 +35,16 @@
 //! windows, without it), but leaves the rings, last seen and country untouched. It does
 //! count towards first seen and the EW amount statistics, which do not depend on time.
 //! A key's first event is never late.
+//!
+//! # Events from the future
+//!
+//! The opposite mistake, one event far ahead of the others (a clock set to year 9999),
+//! would move its keys' rings to that time, so that every later event of those keys is
+//! late and their windows freeze. [`Aggregator::admit`] guards against it: the job admits
+//! each decoded event before aggregating it, and one more than
+//! [`AggregateOptions::max_future_skew`] ahead of the watermark (the newest event time
+//! admitted so far) becomes a dead letter instead. The first event admitted sets the
+//! watermark.
 //!
 //! # Distinct counterparties
 //!
@@ -128,10 +142,11 @@ mod reference;
 pub use layered::LayeredMap;
 pub use options::{
     default_amount_ew_alpha, default_baseline_interval, default_distinct_window, default_kinds,
-    default_windows, AggregateError, AggregateOptions, MAX_WORKERS,
+    default_max_future_skew, default_windows, AggregateError, AggregateOptions, MAX_WORKERS,
 };
 pub use sharded::{
-    Aggregator, AggregatorMetrics, AmountBaseline, ChangeSet, EventAggregates, GLOBAL_EW_ALPHA,
+    Aggregator, AggregatorMetrics, AmountBaseline, ChangeSet, EventAggregates, FutureTimestamp,
+    GLOBAL_EW_ALPHA,
 };
 pub use snapshot::{
     AggregateSnapshot, Baselines, SnapshotError, SnapshotId, SnapshotKeys, Snapshots,

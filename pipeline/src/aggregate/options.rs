@@ -34,6 +34,10 @@ pub struct AggregateOptions {
     /// value depends only on event times and per-key order, never on batch sizes or
     /// wall-clock timing: a replay of the same input reproduces it. Default: 2 s.
     pub baseline_interval: Duration,
+    /// How far an event may lie ahead of the watermark, the newest event time admitted so
+    /// far (`aggregate.max_future_skew`); see [`Aggregator::admit`](super::Aggregator::admit).
+    /// Default: 1 h.
+    pub max_future_skew: Duration,
 }
 
 /// The most workers one aggregator starts; more would only add scheduling overhead since
@@ -50,6 +54,7 @@ impl Default for AggregateOptions {
             workers: 1,
             amount_ew_alpha: default_amount_ew_alpha(),
             baseline_interval: default_baseline_interval(),
+            max_future_skew: default_max_future_skew(),
         }
     }
 }
@@ -82,6 +87,12 @@ pub fn default_distinct_window() -> Duration {
 /// snapshot does.
 pub fn default_baseline_interval() -> Duration {
     Duration::from_secs(2)
+}
+
+/// 1 h: the default `aggregate.max_future_skew`, far more than clock drift between
+/// producers, far less than the 24 h window one odd timestamp would otherwise freeze.
+pub fn default_max_future_skew() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// 0.05: roughly the last 20 events of a key dominate its amount baseline.
@@ -119,6 +130,10 @@ pub enum AggregateError {
     WorkersOutOfRange { workers: usize, max: usize },
     #[error("aggregate.amount_ew_alpha is {alpha}: use a value in (0, 1], e.g. 0.05")]
     AlphaOutOfRange { alpha: f64 },
+    #[error(
+        "aggregate.max_future_skew ({skew:?}) is outside the supported range 1 ms to 10 years; e.g. \"1h\""
+    )]
+    SkewOutOfRange { skew: Duration },
     #[error("could not start {workers} aggregate worker threads: {reason}")]
     WorkerPool { workers: usize, reason: String },
 }
@@ -174,6 +189,11 @@ impl AggregateOptions {
             return Err(AggregateError::WorkersOutOfRange {
                 workers: self.workers,
                 max: MAX_WORKERS,
+            });
+        }
+        if self.max_future_skew < Duration::from_millis(1) || self.max_future_skew > MAX_WINDOW {
+            return Err(AggregateError::SkewOutOfRange {
+                skew: self.max_future_skew,
             });
         }
         if !(self.amount_ew_alpha > 0.0 && self.amount_ew_alpha <= 1.0) {
@@ -280,6 +300,12 @@ mod tests {
             alpha.validate(),
             Err(AggregateError::AlphaOutOfRange { .. })
         ));
+        let no_skew = AggregateOptions {
+            max_future_skew: Duration::ZERO,
+            ..AggregateOptions::default()
+        };
+        let message = no_skew.validate().unwrap_err().to_string();
+        assert!(message.contains("aggregate.max_future_skew"), "{message}");
         let nan = AggregateOptions {
             amount_ew_alpha: f64::NAN,
             ..AggregateOptions::default()

@@ -13,7 +13,8 @@ use riskstream_graph::EntityKind;
 
 use super::sharded::kind_index;
 use super::window::{
-    counterparty_bit, estimate_distinct, ew_step, Ring, DISTINCT_BUCKETS, WINDOW_BUCKETS,
+    counterparty_bit, estimate_distinct, ew_step, saturating_add, Ring, DISTINCT_BUCKETS,
+    WINDOW_BUCKETS,
 };
 use super::WindowValues;
 use super::{AggregateOptions, Aggregator, CountryCode, KeySnapshot, KeyValues, Snapshots};
@@ -137,7 +138,9 @@ impl Model {
                 .accepted
                 .iter()
                 .filter(|(ts, _, _)| ring.holds(head, ring.bucket_of(*ts)));
-            let (count, sum) = inside.fold((0, 0.0), |(c, s), (_, amount, _)| (c + 1, s + amount));
+            let (count, sum) = inside.fold((0, 0.0), |(c, s), (_, amount, _)| {
+                (c + 1, saturating_add(s, *amount))
+            });
             values.set(index, count, sum);
         }
         values

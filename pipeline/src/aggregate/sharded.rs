@@ -6,7 +6,7 @@
 //! different keys proceed in parallel. Batches are applied one after another (a lock
 //! serialises them), so per-key order also holds across batches.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -135,6 +135,17 @@ pub struct AmountBaseline {
     pub std: f64,
 }
 
+/// An event time too far ahead of the watermark to be admitted (see [`Aggregator::admit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FutureTimestamp {
+    /// The event's time, ms since the epoch.
+    pub ts_ms: i64,
+    /// The newest event time admitted before it.
+    pub watermark_ms: i64,
+    /// `aggregate.max_future_skew`.
+    pub max_skew: Duration,
+}
+
 /// A key named in a dirty list: changed since the last drain.
 type DirtyKey = (EntityKind, Arc<str>);
 
@@ -224,6 +235,10 @@ pub struct Aggregator {
     pool: Option<rayon::ThreadPool>,
     batch: Mutex<BatchState>,
     metrics: AggregatorMetrics,
+    /// The newest event time admitted by [`Aggregator::admit`]; `i64::MIN` before the first.
+    watermark_ms: AtomicI64,
+    /// `max_future_skew` in ms.
+    max_skew_ms: i64,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -273,6 +288,8 @@ impl Aggregator {
             pool,
             batch: Mutex::new(BatchState::default()),
             metrics: AggregatorMetrics::default(),
+            watermark_ms: AtomicI64::new(i64::MIN),
+            max_skew_ms: i64::try_from(options.max_future_skew.as_millis()).unwrap_or(i64::MAX),
             options,
         })
     }
@@ -296,6 +313,28 @@ impl Aggregator {
     /// rounding, map entry and key string).
     pub fn state_bytes_per_key(&self) -> usize {
         self.layout.state_bytes()
+    }
+
+    /// Admits an event time before its event is aggregated: refused when it lies more than
+    /// `max_future_skew` ahead of the watermark, the newest time admitted so far; otherwise
+    /// the watermark moves up to it. The first time admitted is always accepted and sets
+    /// the watermark.
+    ///
+    /// [`apply_batch`](Self::apply_batch) does not call it: the caller admits each event
+    /// in input order (the job does so as it decodes) and turns a refusal into a dead
+    /// letter, so that a refused event never reaches a key's rings. Events in the past are
+    /// always admitted; the rings deal with them (see "late" in the module docs).
+    pub fn admit(&self, ts_ms: i64) -> Result<(), FutureTimestamp> {
+        let watermark_ms = self.watermark_ms.load(Ordering::Relaxed);
+        if watermark_ms != i64::MIN && ts_ms > watermark_ms.saturating_add(self.max_skew_ms) {
+            return Err(FutureTimestamp {
+                ts_ms,
+                watermark_ms,
+                max_skew: self.options.max_future_skew,
+            });
+        }
+        self.watermark_ms.fetch_max(ts_ms, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Applies a batch in order and returns, per event, what each of its keys looks like
@@ -552,6 +591,43 @@ mod tests {
             channel: None,
             country: None,
         }
+    }
+
+    #[test]
+    fn an_event_far_ahead_of_the_watermark_is_refused_and_leaves_the_windows_moving() {
+        let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();
+        let start = 1_700_000_000_000;
+        let far = 253_370_764_800_000; // 9999-01-01T00:00:00Z
+        aggregator.admit(start).unwrap();
+        aggregator.apply_batch(&[event(start, "V", None, 1.0)]);
+        assert_eq!(
+            aggregator.admit(far),
+            Err(FutureTimestamp {
+                ts_ms: far,
+                watermark_ms: start,
+                max_skew: Duration::from_secs(3600),
+            })
+        );
+        for i in 1..=20 {
+            let ts = start + i * 1000;
+            aggregator.admit(ts).expect("a second later is admitted");
+            let out = aggregator.apply_batch(&[event(ts, "V", None, 1.0)]);
+            let account = out[0].get(EntityKind::Account).unwrap();
+            assert_eq!(account.windows.count(0), i as u32 + 1);
+            assert!(!account.late);
+        }
+        // Exactly the skew ahead is still admitted, and moves the watermark.
+        aggregator.admit(start + 20_000 + 3_600_000).unwrap();
+        assert!(aggregator.admit(start + 20_001 + 2 * 3_600_000).is_err());
+        // The past is always admitted.
+        aggregator.admit(0).unwrap();
+    }
+
+    #[test]
+    fn the_first_event_time_is_admitted_whatever_it_is() {
+        let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();
+        aggregator.admit(253_370_764_800_000).unwrap();
+        assert!(aggregator.admit(253_370_764_800_000 + 3_600_001).is_err());
     }
 
     fn at_merchant(ts_ms: i64, amount: f64) -> Event {

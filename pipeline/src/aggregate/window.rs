@@ -279,12 +279,28 @@ pub(crate) fn estimate_distinct(bitmap: u64) -> u32 {
     }
 }
 
+/// Adds two amounts, saturating at ±[`f64::MAX`] instead of overflowing to infinity.
+///
+/// Amounts are finite (decoding rejects others) but may be as large as `f64::MAX`, so two
+/// of them can overflow a plain sum; one infinite sum would make every later feature of
+/// the key non-finite, which the model refuses. A saturated sum reads as "at least this
+/// much", which is all a fraud feature needs.
+pub(crate) fn saturating_add(a: f64, b: f64) -> f64 {
+    (a + b).clamp(-f64::MAX, f64::MAX)
+}
+
 /// One step of the exponentially weighted mean and variance (West's incremental form):
 /// the newest value weighs `alpha`, older ones decay by `1 - alpha` per event.
+///
+/// Every intermediate saturates at ±[`f64::MAX`] (see [`saturating_add`]): with finite
+/// inputs the mean and variance stay finite, and never NaN (at `alpha` 1 an unsaturated
+/// infinite variance times `1 - alpha` would be NaN).
 pub(crate) fn ew_step(mean: f64, var: f64, value: f64, alpha: f64) -> (f64, f64) {
-    let diff = value - mean;
+    let bound = |x: f64| x.clamp(-f64::MAX, f64::MAX);
+    let diff = bound(value - mean);
     let increment = alpha * diff;
-    (mean + increment, (1.0 - alpha) * (var + diff * increment))
+    let spread = bound(var + bound(diff * increment));
+    (bound(mean + increment), (1.0 - alpha) * spread)
 }
 
 /// One key's packed state. All accessors take the aggregator's [`Layout`]; a state must
@@ -388,7 +404,7 @@ impl KeyState {
                 sums[slot] = 0.0f64.to_bits();
             }
             let sum = &mut sums[place.slot % WINDOW_BUCKETS];
-            *sum = (f64::from_bits(*sum) + update.amount).to_bits();
+            *sum = saturating_add(f64::from_bits(*sum), update.amount).to_bits();
 
             let counts: &mut [u64; COUNT_WORDS] = self.ring_mut(layout.counts_at(window));
             for slot in passed_slots::<WINDOW_BUCKETS>(place.slot, lag) {
@@ -455,7 +471,7 @@ impl KeyState {
             let sums: &[u64; WINDOW_BUCKETS] = self.ring(layout.sums_at(window));
             let mut sum = 0.0;
             for bits in sums {
-                sum += f64::from_bits(*bits);
+                sum = saturating_add(sum, f64::from_bits(*bits));
             }
             let counts: &[u64; COUNT_WORDS] = self.ring(layout.counts_at(window));
             // Eight u32 counts cannot overflow a u64; saturate once, as adding in u32 would.
@@ -644,6 +660,33 @@ mod tests {
         let values = state.apply(&layout, &update(1, 20.0));
         // alpha 0.5: mean 15, variance 0.5 * (0 + 10 * 5) = 25.
         assert_eq!((values.amount_mean, values.amount_std), (15.0, 5.0));
+    }
+
+    #[test]
+    fn two_huge_amounts_saturate_the_window_sums_and_ew_statistics_instead_of_overflowing() {
+        let layout = layout();
+        let (mut state, _) = KeyState::new(&layout, &update(0, 1e308));
+        let values = state.apply(&layout, &update(1, 1e308));
+        for (count, sum) in values.windows.iter() {
+            assert_eq!((count, sum), (2, f64::MAX));
+        }
+        assert!(values.amount_mean.is_finite() && values.amount_std.is_finite());
+        // Opposite extremes: every difference overflows, nothing becomes infinite or NaN.
+        let values = state.apply(&layout, &update(2, -f64::MAX));
+        assert!(values.windows.iter().all(|(_, sum)| sum.is_finite()));
+        assert!(values.amount_mean.is_finite() && values.amount_std.is_finite());
+        let snapshot = state.snapshot(&layout);
+        assert!(snapshot.windows.iter().all(|(_, sum)| sum.is_finite()));
+    }
+
+    #[test]
+    fn ew_step_stays_finite_at_alpha_one_with_extreme_values() {
+        let (mean, var) = ew_step(-f64::MAX, f64::MAX, f64::MAX, 1.0);
+        assert!(mean.is_finite() && var.is_finite(), "{mean} {var}");
+        let (mean, var) = ew_step(0.0, 0.0, 1e308, 0.5);
+        assert_eq!(mean, 5e307);
+        assert!(var.is_finite(), "{var}");
+        assert_eq!(ew_step(10.0, 0.0, 20.0, 0.5), (15.0, 25.0));
     }
 
     #[test]

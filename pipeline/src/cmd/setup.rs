@@ -84,6 +84,7 @@ pub fn aggregate_options(config: &Config) -> AggregateOptions {
         distinct_window: config.aggregate.distinct_window,
         workers: config.pipeline.effective_workers(),
         baseline_interval: config.snapshot.interval,
+        max_future_skew: config.aggregate.max_future_skew,
         ..AggregateOptions::default()
     }
 }
