@@ -489,3 +489,103 @@ fn bench_runs_the_job_and_the_baseline_on_the_same_data_and_reports_their_ratio(
         "{kept:?}"
     );
 }
+
+/// A valid event line for file inputs.
+fn event_line(i: usize) -> String {
+    format!(
+        r#"{{"event_id":"e-{i}","ts":"2026-11-22T10:03:{:02}.000Z","account_id":"A-{}","merchant_id":"M-1","device_id":"D-1","ip":"203.0.113.7","amount":{}.5,"currency":"EUR","channel":"card","country":"DE"}}"#,
+        i % 60,
+        i % 7,
+        10 + i
+    )
+}
+
+/// `riskstream run` on a file input with no graph and the shipped model; `config` is
+/// written to a configuration file in `dir` first.
+fn file_run(dir: &Path, config: &str) -> Command {
+    let path = dir.join("file-run.toml");
+    std::fs::write(&path, format!("[graph]\nkind = \"none\"\n{config}")).unwrap();
+    let mut cmd = bin();
+    cmd.args(["run", "--config"])
+        .arg(path)
+        .arg("--model")
+        .arg(shipped_model());
+    cmd
+}
+
+/// Asserts that a run was refused with exit code 2 and a message containing each of `words`.
+fn refused(output: Output, words: &[&str]) {
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    for word in words {
+        assert!(err.contains(word), "`{word}` not in: {err}");
+    }
+}
+
+#[test]
+fn output_onto_the_input_is_refused_and_the_input_is_left_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ev.jsonl");
+    let text: String = (0..20).map(|i| event_line(i) + "\n").collect();
+    std::fs::write(&input, &text).unwrap();
+    let link = dir.path().join("link.jsonl");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    #[cfg(not(unix))]
+    std::fs::copy(&input, &link).unwrap();
+
+    let output = file_run(dir.path(), "")
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&input)
+        .arg("--dead-letter")
+        .arg(dir.path().join("dead.jsonl"))
+        .output()
+        .unwrap();
+    refused(output, &["--input / source.path", "--output / sink.path"]);
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), text);
+
+    // The same through a link, and through the configuration keys.
+    let key = |path: &Path| path.display().to_string().replace('\\', "\\\\");
+    let config = format!(
+        "[source]\nkind = \"file\"\npath = \"{}\"\n[dead_letter]\nkind = \"file\"\npath = \"{}\"\n",
+        key(&input),
+        key(&link)
+    );
+    let output = file_run(dir.path(), &config)
+        .arg("--output")
+        .arg(dir.path().join("out.jsonl"))
+        .output()
+        .unwrap();
+    #[cfg(unix)]
+    refused(
+        output,
+        &["--input / source.path", "--dead-letter / dead_letter.path"],
+    );
+    #[cfg(not(unix))]
+    let _ = output;
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), text);
+}
+
+#[test]
+fn results_and_dead_letters_in_one_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ev.jsonl");
+    std::fs::write(&input, event_line(0) + "\nnot json\n").unwrap();
+    let both = dir.path().join("both.jsonl");
+    let output = file_run(dir.path(), "")
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&both)
+        .arg("--dead-letter")
+        .arg(dir.path().join(".").join("both.jsonl"))
+        .output()
+        .unwrap();
+    refused(
+        output,
+        &["--output / sink.path", "--dead-letter / dead_letter.path"],
+    );
+    assert!(!both.exists(), "nothing was opened for writing");
+}
