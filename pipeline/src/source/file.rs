@@ -8,6 +8,10 @@ use std::time::Instant;
 
 use super::{BlockingSource, RawBatch, SourceError};
 
+/// The UTF-8 byte order mark some editors write at the start of a file. It is not part of
+/// the first event, so it is skipped.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Reads a JSONL file line by line. Lines longer than the size limit are not held in memory
 /// whole: only `keep` bytes of them are kept (enough for the dead letter's prefix) and the
 /// rest is skipped, so one huge line cannot exhaust memory.
@@ -19,6 +23,8 @@ pub struct FileSource {
     max_bytes: usize,
     keep: usize,
     scratch: Vec<u8>,
+    /// Whether a byte order mark at the start of the file was looked for yet.
+    started: bool,
 }
 
 impl FileSource {
@@ -37,12 +43,27 @@ impl FileSource {
             max_bytes,
             keep: keep.min(max_bytes),
             scratch: Vec::new(),
+            started: false,
         })
+    }
+
+    /// Skips a byte order mark at the start of the file. Looked for on the first read, not
+    /// in `open`, so that opening a pipe does not wait for its first bytes. (A pipe whose
+    /// first read returns less than the mark's three bytes keeps them.)
+    fn skip_bom(&mut self) -> std::io::Result<()> {
+        self.started = true;
+        if self.reader.fill_buf()?.starts_with(BOM) {
+            self.reader.consume(BOM.len());
+        }
+        Ok(())
     }
 
     /// Reads one line into `scratch` (without the newline). Returns the full length of the
     /// line, which is more than `scratch.len()` when it was oversize, or `None` at the end.
     fn read_line(&mut self) -> std::io::Result<Option<usize>> {
+        if !self.started {
+            self.skip_bom()?;
+        }
         self.scratch.clear();
         let limit = (self.max_bytes + 1) as u64;
         let mut taken = (&mut self.reader).take(limit);
@@ -159,6 +180,23 @@ mod tests {
         assert_eq!(batch.oversize_len(1), Some(10_000));
         assert_eq!(batch.payload(&batch.records[2]), b"after");
         assert_eq!(batch.records[2].offset, 2);
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_not_part_of_the_first_event() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"\xEF\xBB\xBF{\"a\":1}\n\xEF\xBB\xBF{}\n")
+            .unwrap();
+        let mut src = FileSource::open(f.path(), 100, 100).unwrap();
+        let batch = src.next_batch(10).unwrap().unwrap();
+        assert_eq!(
+            lines(&batch),
+            vec![
+                (0, b"{\"a\":1}".to_vec()),
+                // Only the start of the file may carry the mark; elsewhere it is data.
+                (1, b"\xEF\xBB\xBF{}".to_vec())
+            ]
+        );
     }
 
     #[test]
