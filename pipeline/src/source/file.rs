@@ -27,6 +27,15 @@ pub struct FileSource {
     started: bool,
 }
 
+/// What [`FileSource::read_line`] found.
+enum Line {
+    /// A line of this many bytes (without its line ending), more than `scratch.len()` when it
+    /// was oversize.
+    Read(usize),
+    /// The end of the file.
+    End,
+}
+
 impl FileSource {
     /// Opens `path`. `max_bytes` is `source.max_event_bytes`; `keep` is how much of an
     /// oversize line to keep (`dead_letter.max_payload_bytes`).
@@ -58,47 +67,59 @@ impl FileSource {
         Ok(())
     }
 
-    /// Reads one line into `scratch` (without the newline). Returns the full length of the
-    /// line, which is more than `scratch.len()` when it was oversize, or `None` at the end.
-    fn read_line(&mut self) -> std::io::Result<Option<usize>> {
+    /// Reads one line into `scratch`, without its line ending (`\n` or `\r\n`: neither
+    /// counts toward the size limit).
+    fn read_line(&mut self) -> std::io::Result<Line> {
         if !self.started {
             self.skip_bom()?;
         }
         self.scratch.clear();
-        let limit = (self.max_bytes + 1) as u64;
+        // Room for the line, a `\r` and the `\n`: a line at the limit ends inside it.
+        let limit = (self.max_bytes + 2) as u64;
         let mut taken = (&mut self.reader).take(limit);
         let n = taken.read_until(b'\n', &mut self.scratch)?;
         if n == 0 {
-            return Ok(None);
+            return Ok(Line::End);
         }
-        if self.scratch.last() == Some(&b'\n') {
-            self.scratch.pop();
-            if self.scratch.last() == Some(&b'\r') {
+        let ended = self.scratch.last() == Some(&b'\n');
+        if ended || (n as u64) < limit {
+            // A whole line, or the last line of the file without a newline.
+            if ended {
                 self.scratch.pop();
+                if self.scratch.last() == Some(&b'\r') {
+                    self.scratch.pop();
+                }
             }
-            return Ok(Some(self.scratch.len()));
-        }
-        if (n as u64) < limit {
-            // The last line of the file, without a newline.
-            return Ok(Some(self.scratch.len()));
+            let len = self.scratch.len();
+            if len > self.max_bytes {
+                self.scratch.truncate(self.keep);
+            }
+            return Ok(Line::Read(len));
         }
         // Oversize: keep a prefix, count and skip the rest of the line.
         let mut total = self.scratch.len();
+        let mut last = self.scratch.last().copied();
         self.scratch.truncate(self.keep);
         loop {
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
-                return Ok(Some(total));
+                return Ok(Line::Read(total));
             }
             match buf.iter().position(|&b| b == b'\n') {
                 Some(i) => {
-                    total += i;
+                    let cr = if i > 0 {
+                        buf[i - 1] == b'\r'
+                    } else {
+                        last == Some(b'\r')
+                    };
+                    total = total + i - usize::from(cr);
                     self.reader.consume(i + 1);
-                    return Ok(Some(total));
+                    return Ok(Line::Read(total));
                 }
                 None => {
                     let len = buf.len();
                     total += len;
+                    last = buf.last().copied();
                     self.reader.consume(len);
                 }
             }
@@ -111,8 +132,8 @@ impl BlockingSource for FileSource {
         let mut batch = RawBatch::new(self.topic.clone(), max);
         while batch.len() < max {
             let full_len = match self.read_line() {
-                Ok(Some(n)) => n,
-                Ok(None) => break,
+                Ok(Line::Read(n)) => n,
+                Ok(Line::End) => break,
                 Err(source) => {
                     return Err(SourceError::Read {
                         path: self.path.display().to_string(),
@@ -197,6 +218,25 @@ mod tests {
                 (1, b"\xEF\xBB\xBF{}".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn a_crlf_line_ending_does_not_count_toward_the_size_limit() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let at_limit = "a".repeat(100);
+        let over = "b".repeat(101);
+        let far_over = "c".repeat(10_000);
+        write!(f, "{at_limit}\r\n{over}\r\n{far_over}\r\n{at_limit}\r\n").unwrap();
+        let mut src = FileSource::open(f.path(), 100, 8).unwrap();
+        let batch = src.next_batch(10).unwrap().unwrap();
+        assert_eq!(batch.len(), 4);
+        assert_eq!(batch.payload(&batch.records[0]), at_limit.as_bytes());
+        assert_eq!(batch.oversize_len(0), None, "a line at the limit fits");
+        assert_eq!(batch.payload(&batch.records[1]), b"bbbbbbbb");
+        assert_eq!(batch.oversize_len(1), Some(101));
+        assert_eq!(batch.oversize_len(2), Some(10_000));
+        assert_eq!(batch.payload(&batch.records[3]), at_limit.as_bytes());
+        assert_eq!(batch.oversize_len(3), None);
     }
 
     #[test]
