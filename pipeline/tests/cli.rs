@@ -589,3 +589,62 @@ fn results_and_dead_letters_in_one_file_are_refused() {
     );
     assert!(!both.exists(), "nothing was opened for writing");
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_a_run_that_is_reading_an_endless_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let summary_path = dir.path().join("summary.json");
+    // Not quiet: the first progress line says the job runs, its signal handler included.
+    let mut child = file_run(dir.path(), "")
+        .arg("--input")
+        .arg("/dev/zero")
+        .arg("--output")
+        .arg(dir.path().join("out.jsonl"))
+        .arg("--dead-letter")
+        .arg(dir.path().join("dead.jsonl"))
+        .arg("--summary-json")
+        .arg(&summary_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while !line.contains("events/s") {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("the job ended before its first progress line: {seen}");
+        }
+        seen.push_str(&line);
+    }
+    // Keep reading stderr so that the job never blocks on a full pipe.
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        rest
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A liveness bound, not a timing: without the fix the job never stops.
+    let asked = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if asked.elapsed().as_secs() > 30 {
+            let _ = child.kill();
+            panic!("the job ignored SIGTERM for 30 s while reading an endless line");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let rest = rest.join().unwrap();
+    assert!(status.success(), "exit status {status}: {seen}{rest}");
+    let s = summary(&summary_path);
+    assert_eq!(s["inputs"], 0, "the unfinished line is not an input: {s}");
+}

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{BlockingSource, RawBatch, SourceError};
 
 /// The UTF-8 byte order mark some editors write at the start of a file. It is not part of
@@ -14,7 +16,8 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Reads a JSONL file line by line. Lines longer than the size limit are not held in memory
 /// whole: only `keep` bytes of them are kept (enough for the dead letter's prefix) and the
-/// rest is skipped, so one huge line cannot exhaust memory.
+/// rest is skipped, so one huge line cannot exhaust memory. While skipping, the source
+/// watches for shutdown, so that an endless line (`/dev/zero`) cannot keep the job running.
 pub struct FileSource {
     path: PathBuf,
     reader: BufReader<File>,
@@ -25,6 +28,7 @@ pub struct FileSource {
     scratch: Vec<u8>,
     /// Whether a byte order mark at the start of the file was looked for yet.
     started: bool,
+    cancel: CancellationToken,
 }
 
 /// What [`FileSource::read_line`] found.
@@ -34,6 +38,8 @@ enum Line {
     Read(usize),
     /// The end of the file.
     End,
+    /// Shutdown was requested while an oversize line was being skipped.
+    Cancelled,
 }
 
 impl FileSource {
@@ -53,6 +59,7 @@ impl FileSource {
             keep: keep.min(max_bytes),
             scratch: Vec::new(),
             started: false,
+            cancel: CancellationToken::new(),
         })
     }
 
@@ -101,6 +108,9 @@ impl FileSource {
         let mut last = self.scratch.last().copied();
         self.scratch.truncate(self.keep);
         loop {
+            if self.cancel.is_cancelled() {
+                return Ok(Line::Cancelled);
+            }
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
                 return Ok(Line::Read(total));
@@ -134,6 +144,15 @@ impl BlockingSource for FileSource {
             let full_len = match self.read_line() {
                 Ok(Line::Read(n)) => n,
                 Ok(Line::End) => break,
+                Ok(Line::Cancelled) => {
+                    tracing::warn!(
+                        file = %self.path.display(),
+                        line = self.line,
+                        "shutdown while skipping an oversize line that has no end yet: \
+                         that line is not processed"
+                    );
+                    break;
+                }
                 Err(source) => {
                     return Err(SourceError::Read {
                         path: self.path.display().to_string(),
@@ -160,6 +179,10 @@ impl BlockingSource for FileSource {
 
     fn describe(&self) -> String {
         format!("file {}", self.path.display())
+    }
+
+    fn watch(&mut self, cancel: CancellationToken) {
+        self.cancel = cancel;
     }
 }
 
@@ -237,6 +260,27 @@ mod tests {
         assert_eq!(batch.oversize_len(2), Some(10_000));
         assert_eq!(batch.payload(&batch.records[3]), at_limit.as_bytes());
         assert_eq!(batch.oversize_len(3), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn shutdown_stops_the_read_of_an_endless_line() {
+        let mut src = FileSource::open(Path::new("/dev/zero"), 100, 8).unwrap();
+        let cancel = CancellationToken::new();
+        src.watch(cancel.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(src.next_batch(10).map(|b| b.map(|b| b.len())));
+        });
+        cancel.cancel();
+        // A liveness bound, not a timing: without the check the read never ends.
+        let read = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the read of /dev/zero did not stop on shutdown");
+        assert!(
+            read.unwrap().is_none(),
+            "the unfinished line is not an input"
+        );
     }
 
     #[test]
