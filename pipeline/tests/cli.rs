@@ -701,3 +701,162 @@ fn a_far_future_event_is_admitted_when_max_future_skew_allows_it() {
     ok(output);
     assert_eq!((results.len(), letters.len()), (2, 0), "{letters:?}");
 }
+
+/// A valid event line for file inputs.
+fn event_line(i: usize) -> String {
+    format!(
+        r#"{{"event_id":"e-{i}","ts":"2026-11-22T10:03:{:02}.000Z","account_id":"A-{}","merchant_id":"M-1","device_id":"D-1","ip":"203.0.113.7","amount":{}.5,"currency":"EUR","channel":"card","country":"DE"}}"#,
+        i % 60,
+        i % 7,
+        10 + i
+    )
+}
+
+/// `riskstream run` on a file input with no graph and the shipped model; `config` is
+/// written to a configuration file in `dir` first.
+fn file_run(dir: &Path, config: &str) -> Command {
+    let path = dir.join("file-run.toml");
+    std::fs::write(&path, format!("[graph]\nkind = \"none\"\n{config}")).unwrap();
+    let mut cmd = bin();
+    cmd.args(["run", "--config"])
+        .arg(path)
+        .arg("--model")
+        .arg(shipped_model());
+    cmd
+}
+
+/// Asserts that a run was refused with exit code 2 and a message containing each of `words`.
+fn refused(output: Output, words: &[&str]) {
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    for word in words {
+        assert!(err.contains(word), "`{word}` not in: {err}");
+    }
+}
+
+#[test]
+fn output_onto_the_input_is_refused_and_the_input_is_left_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ev.jsonl");
+    let text: String = (0..20).map(|i| event_line(i) + "\n").collect();
+    std::fs::write(&input, &text).unwrap();
+    let link = dir.path().join("link.jsonl");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    #[cfg(not(unix))]
+    std::fs::copy(&input, &link).unwrap();
+
+    let output = file_run(dir.path(), "")
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&input)
+        .arg("--dead-letter")
+        .arg(dir.path().join("dead.jsonl"))
+        .output()
+        .unwrap();
+    refused(output, &["--input / source.path", "--output / sink.path"]);
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), text);
+
+    // The same through a link, and through the configuration keys.
+    let key = |path: &Path| path.display().to_string().replace('\\', "\\\\");
+    let config = format!(
+        "[source]\nkind = \"file\"\npath = \"{}\"\n[dead_letter]\nkind = \"file\"\npath = \"{}\"\n",
+        key(&input),
+        key(&link)
+    );
+    let output = file_run(dir.path(), &config)
+        .arg("--output")
+        .arg(dir.path().join("out.jsonl"))
+        .output()
+        .unwrap();
+    #[cfg(unix)]
+    refused(
+        output,
+        &["--input / source.path", "--dead-letter / dead_letter.path"],
+    );
+    #[cfg(not(unix))]
+    let _ = output;
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), text);
+}
+
+#[test]
+fn results_and_dead_letters_in_one_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ev.jsonl");
+    std::fs::write(&input, event_line(0) + "\nnot json\n").unwrap();
+    let both = dir.path().join("both.jsonl");
+    let output = file_run(dir.path(), "")
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&both)
+        .arg("--dead-letter")
+        .arg(dir.path().join(".").join("both.jsonl"))
+        .output()
+        .unwrap();
+    refused(
+        output,
+        &["--output / sink.path", "--dead-letter / dead_letter.path"],
+    );
+    assert!(!both.exists(), "nothing was opened for writing");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_a_run_that_is_reading_an_endless_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let summary_path = dir.path().join("summary.json");
+    // Not quiet: the first progress line says the job runs, its signal handler included.
+    let mut child = file_run(dir.path(), "")
+        .arg("--input")
+        .arg("/dev/zero")
+        .arg("--output")
+        .arg(dir.path().join("out.jsonl"))
+        .arg("--dead-letter")
+        .arg(dir.path().join("dead.jsonl"))
+        .arg("--summary-json")
+        .arg(&summary_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while !line.contains("events/s") {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("the job ended before its first progress line: {seen}");
+        }
+        seen.push_str(&line);
+    }
+    // Keep reading stderr so that the job never blocks on a full pipe.
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        rest
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A liveness bound, not a timing: without the fix the job never stops.
+    let asked = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if asked.elapsed().as_secs() > 30 {
+            let _ = child.kill();
+            panic!("the job ignored SIGTERM for 30 s while reading an endless line");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let rest = rest.join().unwrap();
+    assert!(status.success(), "exit status {status}: {seen}{rest}");
+    let s = summary(&summary_path);
+    assert_eq!(s["inputs"], 0, "the unfinished line is not an input: {s}");
+}

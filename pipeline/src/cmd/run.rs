@@ -460,6 +460,7 @@ fn spawn_source(
     std::thread::Builder::new()
         .name("riskstream-source".into())
         .spawn(move || {
+            source.watch(cancel.clone());
             let mut sent = 0u64;
             while !cancel.is_cancelled() {
                 let want = match max_events {

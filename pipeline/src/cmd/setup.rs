@@ -19,6 +19,7 @@ use riskstream_pipeline::engine::{Engine, EngineOptions};
 use riskstream_pipeline::features::FeatureLayout;
 use riskstream_pipeline::gen::GenOptions;
 use riskstream_pipeline::metrics::Metrics;
+use riskstream_pipeline::sink::{refuse_same_file, NamedPath};
 use riskstream_pipeline::source::file::FileSource;
 use riskstream_pipeline::source::generator::GeneratorSource;
 use riskstream_pipeline::source::kafka::{KafkaAcknowledger, KafkaSource};
@@ -48,6 +49,16 @@ pub struct Setup {
 pub enum Target {
     Path(PathBuf),
     Kafka,
+}
+
+impl Target {
+    /// The file or `-`; `None` for Kafka.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Target::Path(path) => Some(path),
+            Target::Kafka => None,
+        }
+    }
 }
 
 /// The Kafka topics a run uses: the input topics when the source is Kafka, the results
@@ -344,6 +355,22 @@ pub fn build(
         config.dead_letter.kind,
         &config.dead_letter.path,
     );
+    let outputs: Vec<NamedPath> = [
+        ("the results file (--output / sink.path)", results.path()),
+        (
+            "the dead-letter file (--dead-letter / dead_letter.path)",
+            dead_letters.path(),
+        ),
+        ("the summary (--summary-json)", args.summary_json.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, path)| Some(NamedPath { name, path: path? }))
+    .collect();
+    let input = input_path.as_deref().map(|path| NamedPath {
+        name: "the input (--input / source.path)",
+        path,
+    });
+    refuse_same_file(input, &outputs)?;
     Ok(Setup {
         engine,
         model: Arc::new(model),

@@ -6,11 +6,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{BlockingSource, RawBatch, SourceError};
+
+/// The UTF-8 byte order mark some editors write at the start of a file. It is not part of
+/// the first event, so it is skipped.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Reads a JSONL file line by line. Lines longer than the size limit are not held in memory
 /// whole: only `keep` bytes of them are kept (enough for the dead letter's prefix) and the
-/// rest is skipped, so one huge line cannot exhaust memory.
+/// rest is skipped, so one huge line cannot exhaust memory. While skipping, the source
+/// watches for shutdown, so that an endless line (`/dev/zero`) cannot keep the job running.
 pub struct FileSource {
     path: PathBuf,
     reader: BufReader<File>,
@@ -19,6 +26,20 @@ pub struct FileSource {
     max_bytes: usize,
     keep: usize,
     scratch: Vec<u8>,
+    /// Whether a byte order mark at the start of the file was looked for yet.
+    started: bool,
+    cancel: CancellationToken,
+}
+
+/// What [`FileSource::read_line`] found.
+enum Line {
+    /// A line of this many bytes (without its line ending), more than `scratch.len()` when it
+    /// was oversize.
+    Read(usize),
+    /// The end of the file.
+    End,
+    /// Shutdown was requested while an oversize line was being skipped.
+    Cancelled,
 }
 
 impl FileSource {
@@ -37,47 +58,78 @@ impl FileSource {
             max_bytes,
             keep: keep.min(max_bytes),
             scratch: Vec::new(),
+            started: false,
+            cancel: CancellationToken::new(),
         })
     }
 
-    /// Reads one line into `scratch` (without the newline). Returns the full length of the
-    /// line, which is more than `scratch.len()` when it was oversize, or `None` at the end.
-    fn read_line(&mut self) -> std::io::Result<Option<usize>> {
+    /// Skips a byte order mark at the start of the file. Looked for on the first read, not
+    /// in `open`, so that opening a pipe does not wait for its first bytes. (A pipe whose
+    /// first read returns less than the mark's three bytes keeps them.)
+    fn skip_bom(&mut self) -> std::io::Result<()> {
+        self.started = true;
+        if self.reader.fill_buf()?.starts_with(BOM) {
+            self.reader.consume(BOM.len());
+        }
+        Ok(())
+    }
+
+    /// Reads one line into `scratch`, without its line ending (`\n` or `\r\n`: neither
+    /// counts toward the size limit).
+    fn read_line(&mut self) -> std::io::Result<Line> {
+        if !self.started {
+            self.skip_bom()?;
+        }
         self.scratch.clear();
-        let limit = (self.max_bytes + 1) as u64;
+        // Room for the line, a `\r` and the `\n`: a line at the limit ends inside it.
+        let limit = (self.max_bytes + 2) as u64;
         let mut taken = (&mut self.reader).take(limit);
         let n = taken.read_until(b'\n', &mut self.scratch)?;
         if n == 0 {
-            return Ok(None);
+            return Ok(Line::End);
         }
-        if self.scratch.last() == Some(&b'\n') {
-            self.scratch.pop();
-            if self.scratch.last() == Some(&b'\r') {
+        let ended = self.scratch.last() == Some(&b'\n');
+        if ended || (n as u64) < limit {
+            // A whole line, or the last line of the file without a newline.
+            if ended {
                 self.scratch.pop();
+                if self.scratch.last() == Some(&b'\r') {
+                    self.scratch.pop();
+                }
             }
-            return Ok(Some(self.scratch.len()));
-        }
-        if (n as u64) < limit {
-            // The last line of the file, without a newline.
-            return Ok(Some(self.scratch.len()));
+            let len = self.scratch.len();
+            if len > self.max_bytes {
+                self.scratch.truncate(self.keep);
+            }
+            return Ok(Line::Read(len));
         }
         // Oversize: keep a prefix, count and skip the rest of the line.
         let mut total = self.scratch.len();
+        let mut last = self.scratch.last().copied();
         self.scratch.truncate(self.keep);
         loop {
+            if self.cancel.is_cancelled() {
+                return Ok(Line::Cancelled);
+            }
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
-                return Ok(Some(total));
+                return Ok(Line::Read(total));
             }
             match buf.iter().position(|&b| b == b'\n') {
                 Some(i) => {
-                    total += i;
+                    let cr = if i > 0 {
+                        buf[i - 1] == b'\r'
+                    } else {
+                        last == Some(b'\r')
+                    };
+                    total = total + i - usize::from(cr);
                     self.reader.consume(i + 1);
-                    return Ok(Some(total));
+                    return Ok(Line::Read(total));
                 }
                 None => {
                     let len = buf.len();
                     total += len;
+                    last = buf.last().copied();
                     self.reader.consume(len);
                 }
             }
@@ -90,8 +142,17 @@ impl BlockingSource for FileSource {
         let mut batch = RawBatch::new(self.topic.clone(), max);
         while batch.len() < max {
             let full_len = match self.read_line() {
-                Ok(Some(n)) => n,
-                Ok(None) => break,
+                Ok(Line::Read(n)) => n,
+                Ok(Line::End) => break,
+                Ok(Line::Cancelled) => {
+                    tracing::warn!(
+                        file = %self.path.display(),
+                        line = self.line,
+                        "shutdown while skipping an oversize line that has no end yet: \
+                         that line is not processed"
+                    );
+                    break;
+                }
                 Err(source) => {
                     return Err(SourceError::Read {
                         path: self.path.display().to_string(),
@@ -118,6 +179,10 @@ impl BlockingSource for FileSource {
 
     fn describe(&self) -> String {
         format!("file {}", self.path.display())
+    }
+
+    fn watch(&mut self, cancel: CancellationToken) {
+        self.cancel = cancel;
     }
 }
 
@@ -159,6 +224,63 @@ mod tests {
         assert_eq!(batch.oversize_len(1), Some(10_000));
         assert_eq!(batch.payload(&batch.records[2]), b"after");
         assert_eq!(batch.records[2].offset, 2);
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_not_part_of_the_first_event() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"\xEF\xBB\xBF{\"a\":1}\n\xEF\xBB\xBF{}\n")
+            .unwrap();
+        let mut src = FileSource::open(f.path(), 100, 100).unwrap();
+        let batch = src.next_batch(10).unwrap().unwrap();
+        assert_eq!(
+            lines(&batch),
+            vec![
+                (0, b"{\"a\":1}".to_vec()),
+                // Only the start of the file may carry the mark; elsewhere it is data.
+                (1, b"\xEF\xBB\xBF{}".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_crlf_line_ending_does_not_count_toward_the_size_limit() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let at_limit = "a".repeat(100);
+        let over = "b".repeat(101);
+        let far_over = "c".repeat(10_000);
+        write!(f, "{at_limit}\r\n{over}\r\n{far_over}\r\n{at_limit}\r\n").unwrap();
+        let mut src = FileSource::open(f.path(), 100, 8).unwrap();
+        let batch = src.next_batch(10).unwrap().unwrap();
+        assert_eq!(batch.len(), 4);
+        assert_eq!(batch.payload(&batch.records[0]), at_limit.as_bytes());
+        assert_eq!(batch.oversize_len(0), None, "a line at the limit fits");
+        assert_eq!(batch.payload(&batch.records[1]), b"bbbbbbbb");
+        assert_eq!(batch.oversize_len(1), Some(101));
+        assert_eq!(batch.oversize_len(2), Some(10_000));
+        assert_eq!(batch.payload(&batch.records[3]), at_limit.as_bytes());
+        assert_eq!(batch.oversize_len(3), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn shutdown_stops_the_read_of_an_endless_line() {
+        let mut src = FileSource::open(Path::new("/dev/zero"), 100, 8).unwrap();
+        let cancel = CancellationToken::new();
+        src.watch(cancel.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(src.next_batch(10).map(|b| b.map(|b| b.len())));
+        });
+        cancel.cancel();
+        // A liveness bound, not a timing: without the check the read never ends.
+        let read = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the read of /dev/zero did not stop on shutdown");
+        assert!(
+            read.unwrap().is_none(),
+            "the unfinished line is not an input"
+        );
     }
 
     #[test]

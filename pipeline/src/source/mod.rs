@@ -114,6 +114,9 @@ pub trait BlockingSource: Send {
     fn next_batch(&mut self, max: usize) -> Result<Option<RawBatch>, SourceError>;
     /// A short description for logs: the file name, "generator".
     fn describe(&self) -> String;
+    /// Hands the source the job's shutdown signal, for reads that can take long: a source
+    /// checks it between chunks of one record. Sources whose reads are short ignore it.
+    fn watch(&mut self, _cancel: tokio_util::sync::CancellationToken) {}
 }
 
 /// Errors that stop a source. Bad records are not source errors: they become dead letters.
