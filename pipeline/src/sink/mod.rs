@@ -196,9 +196,7 @@ impl LineSink {
     pub fn write_lines(&mut self, lines: &[u8]) -> Result<(), SinkError> {
         match self {
             LineSink::File(file) => file.write_lines(lines),
-            LineSink::Stdout(writer) => writer
-                .write_all(lines)
-                .map_err(|source| stdout_error(source)),
+            LineSink::Stdout(writer) => writer.write_all(lines).map_err(stdout_error),
         }
     }
 
@@ -206,7 +204,7 @@ impl LineSink {
     pub fn flush(&mut self) -> Result<(), SinkError> {
         match self {
             LineSink::File(file) => file.flush(),
-            LineSink::Stdout(writer) => writer.flush().map_err(|source| stdout_error(source)),
+            LineSink::Stdout(writer) => writer.flush().map_err(stdout_error),
         }
     }
 
