@@ -410,14 +410,14 @@ fn sigterm_drains_in_flight_events_and_exits_zero() {
 fn a_full_output_stops_the_job_with_a_clear_error_and_leaves_whole_lines_only() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");
-    // A file size limit of 256 KiB stands in for a full disk: the write that crosses it is
+    // A file size limit of 2 MiB stands in for a full disk: the write that crosses it is
     // cut short, as on a disk that fills up in the middle of a line. The signal the limit
     // raises is ignored so that the write fails with an error instead.
     let output = Command::new("bash")
         .current_dir(repo_root())
         .env("RUST_LOG", "warn")
         .arg("-c")
-        .arg("ulimit -f 256; trap '' XFSZ; exec \"$0\" \"$@\"")
+        .arg("ulimit -f 2048; trap '' XFSZ; exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_riskstream"))
         .args(["run", "--quiet", "--max-events", "20000", "--output"])
         .arg(&out)
