@@ -54,8 +54,8 @@ pub struct AggregateConfig {
     pub windows: Vec<Duration>,
     /// The window over which distinct counterparties are counted.
     pub distinct_window: Duration,
-    /// How far an event's `ts` may lie ahead of the job's watermark (the newest event time
-    /// accepted so far). An event further ahead becomes a dead letter of kind
+    /// How far an event's `ts` may lie ahead of both the wall clock and the job's watermark
+    /// (the newest event time accepted so far). An event further ahead becomes a dead letter of kind
     /// `future_timestamp` and touches no window: one far-future event would otherwise move
     /// its keys' windows to that time, so that every later event of the keys counts as
     /// late and the velocity features freeze. The first event of a run sets the

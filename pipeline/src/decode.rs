@@ -36,7 +36,7 @@ pub enum DecodeError {
     BadTimestamp { value: String, detail: String },
     /// Decoded, but refused by [`Aggregator::admit`](crate::aggregate::Aggregator::admit).
     #[error(
-        "field `ts` ({ts}) is more than {max_skew} ahead of the newest event time accepted so far ({watermark}); \
+        "field `ts` ({ts}) is more than {max_skew} ahead of both the current time and the newest event time accepted so far (the later is {watermark}); \
          fix the producer's clock, or raise aggregate.max_future_skew if such skew is expected"
     )]
     FutureTimestamp {

@@ -176,6 +176,7 @@ impl Engine {
         let mut dead_letters = Vec::new();
         let mut dead = Vec::new();
         let mut received_at: Option<String> = None;
+        let now = now_ms();
         for (i, record) in raw.records.iter().enumerate() {
             let bytes = raw.payload(record);
             let outcome = match raw.oversize_len(i) {
@@ -185,7 +186,7 @@ impl Engine {
                 }),
                 None => decode(bytes, self.options.max_event_bytes),
             }
-            .and_then(|event| self.admit(event));
+            .and_then(|event| self.admit(event, now));
             match outcome {
                 Ok(event) => {
                     events.push(event);
@@ -220,10 +221,10 @@ impl Engine {
         }
     }
 
-    /// The decoded event, unless its time lies too far ahead of the watermark for the
-    /// aggregator to admit it (`aggregate.max_future_skew`).
-    fn admit(&self, event: Event) -> Result<Event, crate::decode::DecodeError> {
-        match self.aggregator.admit(event.ts_ms) {
+    /// The decoded event, unless its time lies too far ahead of the clock and the
+    /// watermark for the aggregator to admit it (`aggregate.max_future_skew`).
+    fn admit(&self, event: Event, now_ms: i64) -> Result<Event, crate::decode::DecodeError> {
+        match self.aggregator.admit(event.ts_ms, now_ms) {
             Ok(()) => Ok(event),
             Err(future) => Err(crate::decode::DecodeError::FutureTimestamp {
                 ts: format_ts(future.ts_ms),

@@ -316,20 +316,23 @@ impl Aggregator {
     }
 
     /// Admits an event time before its event is aggregated: refused when it lies more than
-    /// `max_future_skew` ahead of the watermark, the newest time admitted so far; otherwise
-    /// the watermark moves up to it. The first time admitted is always accepted and sets
-    /// the watermark.
+    /// `max_future_skew` ahead of both `now_ms` (the wall clock) and the watermark, the
+    /// newest time admitted so far; otherwise the watermark moves up to it. The wall clock
+    /// keeps a live stream that was quiet for longer than the skew from refusing its next
+    /// event; the watermark lets a data set dated ahead of the clock (synthetic data) run.
+    /// The first time admitted is always accepted and sets the watermark.
     ///
     /// [`apply_batch`](Self::apply_batch) does not call it: the caller admits each event
     /// in input order (the job does so as it decodes) and turns a refusal into a dead
     /// letter, so that a refused event never reaches a key's rings. Events in the past are
     /// always admitted; the rings deal with them (see "late" in the module docs).
-    pub fn admit(&self, ts_ms: i64) -> Result<(), FutureTimestamp> {
+    pub fn admit(&self, ts_ms: i64, now_ms: i64) -> Result<(), FutureTimestamp> {
         let watermark_ms = self.watermark_ms.load(Ordering::Relaxed);
-        if watermark_ms != i64::MIN && ts_ms > watermark_ms.saturating_add(self.max_skew_ms) {
+        let reference_ms = watermark_ms.max(now_ms);
+        if watermark_ms != i64::MIN && ts_ms > reference_ms.saturating_add(self.max_skew_ms) {
             return Err(FutureTimestamp {
                 ts_ms,
-                watermark_ms,
+                watermark_ms: reference_ms,
                 max_skew: self.options.max_future_skew,
             });
         }
@@ -598,10 +601,10 @@ mod tests {
         let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();
         let start = 1_700_000_000_000;
         let far = 253_370_764_800_000; // 9999-01-01T00:00:00Z
-        aggregator.admit(start).unwrap();
+        aggregator.admit(start, 0).unwrap();
         aggregator.apply_batch(&[event(start, "V", None, 1.0)]);
         assert_eq!(
-            aggregator.admit(far),
+            aggregator.admit(far, 0),
             Err(FutureTimestamp {
                 ts_ms: far,
                 watermark_ms: start,
@@ -610,24 +613,40 @@ mod tests {
         );
         for i in 1..=20 {
             let ts = start + i * 1000;
-            aggregator.admit(ts).expect("a second later is admitted");
+            aggregator.admit(ts, 0).expect("a second later is admitted");
             let out = aggregator.apply_batch(&[event(ts, "V", None, 1.0)]);
             let account = out[0].get(EntityKind::Account).unwrap();
             assert_eq!(account.windows.count(0), i as u32 + 1);
             assert!(!account.late);
         }
         // Exactly the skew ahead is still admitted, and moves the watermark.
-        aggregator.admit(start + 20_000 + 3_600_000).unwrap();
-        assert!(aggregator.admit(start + 20_001 + 2 * 3_600_000).is_err());
+        aggregator.admit(start + 20_000 + 3_600_000, 0).unwrap();
+        assert!(aggregator.admit(start + 20_001 + 2 * 3_600_000, 0).is_err());
         // The past is always admitted.
-        aggregator.admit(0).unwrap();
+        aggregator.admit(0, 0).unwrap();
+    }
+
+    #[test]
+    fn a_live_stream_quiet_for_longer_than_the_skew_admits_its_next_event() {
+        let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();
+        let last = 1_700_000_000_000;
+        let now = last + 5 * 3_600_000;
+        aggregator.admit(last, now).unwrap();
+        // Four hours of silence, then an event at the current time: admitted.
+        aggregator
+            .admit(now - 60_000, now)
+            .expect("an event of now is admitted");
+        // Still refused: more than the skew ahead of the clock as well.
+        assert!(aggregator.admit(now + 3_600_001, now).is_err());
     }
 
     #[test]
     fn the_first_event_time_is_admitted_whatever_it_is() {
         let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();
-        aggregator.admit(253_370_764_800_000).unwrap();
-        assert!(aggregator.admit(253_370_764_800_000 + 3_600_001).is_err());
+        aggregator.admit(253_370_764_800_000, 0).unwrap();
+        assert!(aggregator
+            .admit(253_370_764_800_000 + 3_600_001, 0)
+            .is_err());
     }
 
     fn at_merchant(ts_ms: i64, amount: f64) -> Event {
