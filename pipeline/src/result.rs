@@ -44,6 +44,13 @@ impl Decision {
             Decision::Block => "block",
         }
     }
+
+    /// The decision a result names, `None` for anything else.
+    pub fn parse(name: &str) -> Option<Decision> {
+        [Decision::Allow, Decision::Review, Decision::Block]
+            .into_iter()
+            .find(|d| d.as_str() == name)
+    }
 }
 
 /// Replaces `out` with the readable form of one event's reasons (feature index, raw value,

@@ -125,7 +125,7 @@ impl Outcome {
         let text = |key: &str| result[key].as_str().unwrap_or_default().to_string();
         Outcome {
             score: result["score"].clone(),
-            decision: text("decision"),
+            decision: decision_of(result),
             reasons: result["reasons"].clone(),
             graph: result["graph"].clone(),
             model_version: text("model_version"),
@@ -134,6 +134,20 @@ impl Outcome {
 
     fn score(&self) -> f64 {
         self.score.as_f64().unwrap_or(f64::NAN)
+    }
+}
+
+/// A result's decision as the report shows it: the decision's name, or for anything else a
+/// results topic may hold the value quoted with control characters escaped, so that a
+/// crafted value can neither pass for a decision nor send escape sequences to a terminal.
+fn decision_of(result: &Value) -> String {
+    match result["decision"].as_str() {
+        Some(name) => match crate::result::Decision::parse(name) {
+            Some(decision) => decision.as_str().to_string(),
+            None => format!("{:?}", name),
+        },
+        // JSON text escapes the control characters of any string inside.
+        None => format!("(not a decision: {})", result["decision"]),
     }
 }
 
@@ -335,6 +349,26 @@ mod tests {
             model_version: "v1".into(),
             thresholds: (0.5, 0.9),
         }
+    }
+
+    #[test]
+    fn a_published_decision_that_is_not_one_is_escaped_and_counted_as_changed() {
+        let now = replayed(&[result("e-1", 0.1, "allow")]);
+        let mut originals = Originals::default();
+        originals.by_event.insert(
+            "e-1".into(),
+            Original {
+                result: result("e-1", 0.1, "\u{1b}[2Jallow"),
+                partition: 0,
+                offset: 0,
+            },
+        );
+        let report = build(&context(), &now, Some(&originals));
+        let s = &report.summary;
+        assert_eq!(s.changed_decisions, 1);
+        let (transition, _) = s.transitions.iter().next().unwrap();
+        assert!(!transition.contains('\u{1b}'), "{transition:?}");
+        assert_eq!(transition, "\"\\u{1b}[2Jallow\"→allow");
     }
 
     #[test]
