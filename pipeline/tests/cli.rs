@@ -556,16 +556,11 @@ fn run_on_file(
     Vec<serde_json::Value>,
     serde_json::Value,
 ) {
-    let config_path = dir.join("job.toml");
-    std::fs::write(&config_path, format!("[graph]\nkind = \"none\"\n{config}")).unwrap();
     let out = dir.join("results.jsonl");
     let dead = dir.join("dead.jsonl");
     let summary_path = dir.join("summary.json");
-    let output = bin()
-        .args(["run", "--quiet", "--config"])
-        .arg(&config_path)
-        .arg("--model")
-        .arg(shipped_model())
+    let output = file_run(dir, config)
+        .arg("--quiet")
         .arg("--input")
         .arg(input)
         .arg("--output")
