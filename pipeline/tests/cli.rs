@@ -730,6 +730,19 @@ fn refused(output: Output, words: &[&str]) {
 }
 
 #[test]
+fn too_many_workers_on_the_command_line_are_refused_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = file_run(dir.path(), "")
+        .args(["--workers", "100000", "--max-events", "10"])
+        .output()
+        .unwrap();
+    refused(
+        output,
+        &["--workers is 100000", "use 0 (one per CPU) to 64"],
+    );
+}
+
+#[test]
 fn output_onto_the_input_is_refused_and_the_input_is_left_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("ev.jsonl");

@@ -131,6 +131,12 @@ impl RunSummary {
 /// Runs the job until the source ends, `--max-events` is reached, or SIGINT/SIGTERM.
 pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary> {
     if let Some(workers) = args.workers {
+        if workers > riskstream_config::MAX_WORKERS {
+            anyhow::bail!(
+                "--workers is {workers}: use 0 (one per CPU) to {}",
+                riskstream_config::MAX_WORKERS
+            );
+        }
         config.pipeline.workers = workers;
     }
     let metrics = Arc::new(Metrics::default());
