@@ -543,6 +543,11 @@ fn good_event(i: usize) -> String {
     )
 }
 
+/// The good event lines `range`, each ending in a newline.
+fn good_events(range: std::ops::Range<usize>) -> String {
+    range.map(|i| good_event(i) + "\n").collect()
+}
+
 /// Runs `riskstream run` on `input` with the shipped model, no graph and `config` appended
 /// to the job's config file; returns the output, the results, the dead letters and the
 /// summary (empty values for whatever the run did not write).
@@ -591,20 +596,14 @@ fn two_events_with_amounts_near_f64_max_for_one_account_do_not_stop_the_job() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("poison.jsonl");
     let mut text = String::new();
-    for i in 0..500 {
-        text.push_str(&good_event(i));
-        text.push('\n');
-    }
+    text.push_str(&good_events(0..500));
     for n in 0..2 {
         text.push_str(&format!(
             r#"{{"event_id":"huge-{n}","ts":"2026-11-22T10:08:2{n}Z","account_id":"A-1","merchant_id":"M-1","amount":1e308}}"#
         ));
         text.push('\n');
     }
-    for i in 500..1000 {
-        text.push_str(&good_event(i));
-        text.push('\n');
-    }
+    text.push_str(&good_events(500..1000));
     std::fs::write(&input, &text).unwrap();
     let (output, results, letters, s) = run_on_file(dir.path(), &input, "");
     let output = ok(output);
@@ -637,10 +636,7 @@ fn one_far_future_timestamp_is_a_dead_letter_and_does_not_freeze_the_accounts_wi
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("future.jsonl");
     let mut text = String::new();
-    for i in 0..50 {
-        text.push_str(&good_event(i));
-        text.push('\n');
-    }
+    text.push_str(&good_events(0..50));
     text.push_str(
         r#"{"event_id":"future","ts":"9999-01-01T00:00:00Z","account_id":"V","merchant_id":"M-1","amount":5}"#,
     );
