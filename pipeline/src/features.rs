@@ -4,7 +4,8 @@
 //! The vector's layout depends on the configured windows (`aggregate.windows`), so it is
 //! described by a [`FeatureLayout`] built from the configuration; the model's metadata lists
 //! the names it was trained with, and the job refuses to start when they differ.
-//! Every feature is documented in [`FeatureLayout::describe`] (and in the README).
+//! Every feature is documented in [`FeatureLayout::describe`] (and in the model card,
+//! `models/riskstream-v1/MODEL.md`).
 
 use std::time::Duration;
 
@@ -357,7 +358,7 @@ impl FeatureLayout {
     }
 
     /// The feature reference as a Markdown table, one row per feature in model order. The
-    /// README's table is this output for the default configuration, checked by a test, so
+    /// model card's table is this output for the default configuration, checked by a test, so
     /// that the documentation cannot drift from the code.
     pub fn markdown_table(&self) -> String {
         let mut out = String::from(
@@ -537,33 +538,34 @@ mod tests {
         assert!(names.contains(&"graph_proximity".to_string()));
     }
 
-    /// Where the generated table sits in the README.
+    /// Where the generated table sits in the model card.
     const TABLE_START: &str =
         "<!-- feature-table:start (generated from pipeline/src/features.rs) -->\n";
     const TABLE_END: &str = "<!-- feature-table:end -->";
 
     #[test]
-    fn the_readme_feature_reference_matches_the_code() {
+    fn the_model_card_feature_table_matches_the_code() {
         let config = riskstream_config::Config::default();
         let layout = FeatureLayout::new(&config.aggregate.windows, config.graph.max_hops);
         let expected = layout.markdown_table();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
-        let readme = std::fs::read_to_string(&path).expect("README.md beside the workspace");
-        let start = readme.find(TABLE_START).map(|i| i + TABLE_START.len());
-        let end = readme.find(TABLE_END);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/riskstream-v1/MODEL.md");
+        let card = std::fs::read_to_string(&path).expect("the model card beside the model");
+        let start = card.find(TABLE_START).map(|i| i + TABLE_START.len());
+        let end = card.find(TABLE_END);
         let (Some(start), Some(end)) = (start, end) else {
-            panic!("README.md lacks the feature table markers; add them around:\n{expected}");
+            panic!("MODEL.md lacks the feature table markers; add them around:\n{expected}");
         };
-        if std::env::var_os("RISKSTREAM_BLESS_README").is_some() {
-            let updated = format!("{}{expected}{}", &readme[..start], &readme[end..]);
-            std::fs::write(&path, updated).expect("README.md is writable");
+        if std::env::var_os("RISKSTREAM_BLESS_MODEL_CARD").is_some() {
+            let updated = format!("{}{expected}{}", &card[..start], &card[end..]);
+            std::fs::write(&path, updated).expect("MODEL.md is writable");
             return;
         }
         assert_eq!(
-            &readme[start..end],
+            &card[start..end],
             expected,
-            "the README feature table is out of date; rerun this test with \
-             RISKSTREAM_BLESS_README=1 to regenerate it"
+            "the feature table in models/riskstream-v1/MODEL.md is out of date; rerun this \
+             test with RISKSTREAM_BLESS_MODEL_CARD=1 to regenerate it"
         );
     }
 
