@@ -35,7 +35,7 @@
 //! ([`Backend::Candle`]). [`Model::score_with`] picks one explicitly;
 //! [`Model::score_on_threads`] splits a large batch (1 024 rows or more) across threads.
 //! `cargo bench -p riskstream-inference --bench scoring` measures them in the same run
-//! (figures in the README).
+//! (figures in `docs/performance.md`).
 //!
 //! # Threads: set `RAYON_NUM_THREADS`
 //!

@@ -355,7 +355,7 @@ impl Model {
     ///
     /// On the CPU (plain backend) the first layer is computed once per row and shifted by
     /// one weight row per feature, so only the later layers run `n_features` more times (see
-    /// the README for the measured cost); with candle all `n_features + 1` variants go
+    /// `docs/performance.md` for the measured cost); with candle all `n_features + 1` variants go
     /// through one batched forward pass. A feature equal to its baseline value contributes
     /// exactly 0. Deterministic: the same row gives the same contributions every time.
     pub fn contributions(&self, row: &[f32], baseline: &[f32]) -> Result<Vec<f32>, ModelError> {

@@ -93,7 +93,7 @@
 //! from the changed keys only (cost proportional to them); when the layers hold more than
 //! an eighth of the base they are compacted into a new base (cost proportional to all
 //! keys, every ~13th publish at 1 % changed). The `snapshot` benchmark prints both, and
-//! the README gives the measured figures.
+//! `docs/performance.md` gives the measured figures.
 //!
 //! # Example
 //!
