@@ -116,15 +116,22 @@ impl Deployment {
         }
     }
 
-    /// Writes the job's configuration file: Kafka in and out, topics created at start.
+    /// Writes the job's configuration file: Kafka in and out, topics created at start. The
+    /// admin endpoint is off (jobs of parallel tests would share its port) unless `extra`
+    /// has an `[admin]` table.
     pub fn write_config(&self, dir: &Path, extra: &str) -> PathBuf {
+        let admin = if extra.contains("[admin]") {
+            ""
+        } else {
+            "[admin]\nlisten = \"\"\n"
+        };
         let path = dir.join(format!("{}.toml", self.group));
         let text = format!(
             "[source]\nkind = \"kafka\"\nmax_event_bytes = 1024\n\
              [sink]\nkind = \"kafka\"\n[dead_letter]\nkind = \"kafka\"\n\
              [kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\ninput_topics = [\"{}\"]\n\
              results_topic = \"{}\"\ndead_letter_topic = \"{}\"\ncreate_topics = true\n\
-             partitions = 4\n{extra}",
+             partitions = 4\n{admin}{extra}",
             brokers(),
             self.group,
             self.input,

@@ -34,5 +34,6 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+pub mod admin;
 pub mod kafka;
 pub mod neo4j;
