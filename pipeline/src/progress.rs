@@ -316,7 +316,10 @@ mod tests {
         progress.finish();
         let text = screen.text();
         assert!(text.contains("10/10 events"), "{text}");
-        assert!(text.ends_with("<clear>"), "the line is cleared last: {text:?}");
+        assert!(
+            text.ends_with("<clear>"),
+            "the line is cleared last: {text:?}"
+        );
     }
 
     #[test]
@@ -327,7 +330,10 @@ mod tests {
         drop(progress);
         let text = screen.text();
         assert!(text.contains("3 events"), "{text}");
-        assert!(text.ends_with("<clear>"), "the line is cleared last: {text:?}");
+        assert!(
+            text.ends_with("<clear>"),
+            "the line is cleared last: {text:?}"
+        );
     }
 
     #[test]
@@ -341,7 +347,9 @@ mod tests {
     #[tokio::test]
     async fn a_hidden_line_starts_no_task_and_a_shown_one_is_updated_by_its_task() {
         let hidden = Progress::stderr("x", None, Unit::Count("events"), true)
-            .every(Duration::from_millis(1), |_| unreachable!("hidden: never called"));
+            .every(Duration::from_millis(1), |_| {
+                unreachable!("hidden: never called")
+            });
         assert!(hidden.task.is_none());
         hidden.finish();
 
