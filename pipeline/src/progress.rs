@@ -3,10 +3,11 @@
 //!
 //! The line is drawn on stderr only when stderr is a terminal and the command was not
 //! asked to be quiet: piped or redirected stderr (scripts, CI, tests) gets nothing, so what
-//! a command writes there is its own messages and summary alone. A worker only adds to the
-//! bar's position (an atomic); redraws are rate-limited to [`REDRAWS_PER_SECOND`], so the
-//! hot path pays an atomic add and a clock read per update, and nothing while hidden but
-//! the add. The line is cleared when the work ends, also when it ends with an error (the
+//! a command writes there is its own messages and summary alone. Setting the position is
+//! an atomic store and a clock read; redraws are rate-limited to [`REDRAWS_PER_SECOND`].
+//! Callers update once per batch, not per event; the job's line is read from the job's
+//! counters by a task of its own ([`Progress::every`]), so the job's hot path does nothing
+//! for it. The line is cleared when the work ends, also when it ends with an error (the
 //! bar is dropped unfinished), so the summary or the error starts on a clean line.
 
 use std::borrow::Cow;
@@ -90,7 +91,9 @@ impl Progress {
         }
     }
 
-    /// Sets the text at the end of the line (details the count does not say).
+    /// Sets the text at the end of the line (details the count does not say). Each setter
+    /// may redraw, so when both change set the message first: the position's redraw then
+    /// shows both.
     pub fn set_message(&self, message: impl Into<Cow<'static, str>>) {
         self.bar.set_message(message);
     }
@@ -135,21 +138,19 @@ pub struct Ticking {
 
 impl Ticking {
     /// Stops the updates and clears the line.
-    pub fn finish(mut self) {
-        self.stop();
-        self.progress.bar.finish_and_clear();
-    }
-
-    fn stop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub fn finish(self) {
+        drop(self);
     }
 }
 
 impl Drop for Ticking {
+    /// Also on an error path: the line is cleared before the error is printed, and a
+    /// tick that is still running draws nothing on a finished line.
     fn drop(&mut self) {
-        self.stop();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        self.progress.bar.finish_and_clear();
     }
 }
 
@@ -157,8 +158,8 @@ impl Drop for Ticking {
 /// rate, decisions, dead letters and latency, read from the job's counters once a second.
 pub fn job(metrics: Arc<Metrics>, quiet: bool) -> Ticking {
     Progress::stderr("running", None, Unit::Count("events"), quiet).every(JOB_EVERY, move |p| {
-        p.set(Metrics::get(&metrics.results) + Metrics::get(&metrics.dead_letters));
         p.set_message(job_details(&metrics));
+        p.set(Metrics::get(&metrics.results) + Metrics::get(&metrics.dead_letters));
     })
 }
 
@@ -345,7 +346,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_hidden_line_starts_no_task_and_a_shown_one_is_updated_by_its_task() {
+    async fn a_hidden_line_starts_no_task_and_a_shown_one_is_updated_by_its_task_until_dropped() {
         let hidden = Progress::stderr("x", None, Unit::Count("events"), true)
             .every(Duration::from_millis(1), |_| {
                 unreachable!("hidden: never called")
@@ -354,6 +355,7 @@ mod tests {
         hidden.finish();
 
         let (progress, screen) = on_screen(None, Unit::Count("events"));
+        let late_tick = progress.clone();
         let (told, mut updated) = tokio::sync::mpsc::channel(1);
         let ticking = progress.every(Duration::from_millis(1), move |p| {
             p.set(42);
@@ -362,8 +364,12 @@ mod tests {
         updated.recv().await.unwrap();
         ticking.progress.bar.force_draw();
         assert!(screen.text().contains("42 events"), "{}", screen.text());
-        ticking.finish();
+        drop(ticking);
         assert!(screen.text().ends_with("<clear>"), "{:?}", screen.text());
+        // An update that was still running when the line was finished draws nothing.
+        late_tick.set(99);
+        late_tick.bar.force_draw();
+        assert!(!screen.text().contains("99"), "{:?}", screen.text());
     }
 
     #[test]

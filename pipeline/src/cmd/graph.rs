@@ -112,11 +112,11 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<LoadSummary> {
     let summary = loader
         .load(&file, &load_options, |p: &LoadProgress| {
             progress.set_total((p.nodes_total + p.relationships_total) as u64);
-            progress.set((p.nodes_done + p.relationships_done) as u64);
             progress.set_message(format!(
                 "nodes {}/{} | relationships {}/{}",
                 p.nodes_done, p.nodes_total, p.relationships_done, p.relationships_total
             ));
+            progress.set((p.nodes_done + p.relationships_done) as u64);
         })
         .await
         .with_context(|| {

@@ -208,10 +208,10 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<ProduceSummary> {
                 }
             }
         }
-        progress.set(summary.sent);
         if summary.failed > 0 {
             progress.set_message(format!("| failed {}", summary.failed));
         }
+        progress.set(summary.sent);
     }
     while let Some(f) = pending.pop_front() {
         settle(f.await, &mut summary, &mut first_error);
