@@ -278,6 +278,25 @@ fn gen_with_the_same_seed_writes_identical_files() {
 }
 
 #[test]
+fn gen_draws_no_progress_line_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ok(bin()
+        .args(["gen", "--events", "300000", "--accounts", "300", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("generating") && !stderr.contains('\r'),
+        "a piped stderr gets no progress line: {stderr}"
+    );
+    assert!(
+        stderr.contains("wrote events.jsonl"),
+        "the summary stays: {stderr}"
+    );
+}
+
+#[test]
 fn train_with_the_same_seed_reports_the_same_metrics_and_the_model_loads() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -1,6 +1,5 @@
 //! `riskstream gen`: writes a synthetic data set (events, graph, labels, manifest).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -8,6 +7,7 @@ use anyhow::Context;
 
 use riskstream_pipeline::decode::parse_ts;
 use riskstream_pipeline::gen::{write_dataset, GenOptions};
+use riskstream_pipeline::progress::{Progress, Unit};
 
 /// Options of `riskstream gen`.
 #[derive(Debug, clap::Args)]
@@ -42,28 +42,15 @@ pub fn gen(args: GenArgs) -> anyhow::Result<()> {
         start_ms,
     };
     let started = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let total = args.events;
-    let mut next_report = 0u64;
-    let summary = write_dataset(&opts, &args.out, |written| {
-        if written >= next_report {
-            let pct = if total == 0 {
-                100.0
-            } else {
-                written as f64 * 100.0 / total as f64
-            };
-            if tty {
-                eprint!("\rgenerating: {written}/{total} events ({pct:.0}%)\x1b[K");
-            } else {
-                eprintln!("generating: {written}/{total} events ({pct:.0}%)");
-            }
-            next_report = written + (total / 10).max(100_000);
-        }
-    })
-    .with_context(|| format!("cannot generate the data set into `{}`", args.out.display()))?;
-    if tty {
-        eprintln!();
-    }
+    let progress = Progress::stderr(
+        "generating",
+        Some(args.events),
+        Unit::Count("events"),
+        false,
+    );
+    let summary = write_dataset(&opts, &args.out, |written| progress.set(written))
+        .with_context(|| format!("cannot generate the data set into `{}`", args.out.display()))?;
+    progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "wrote events.jsonl, graph.jsonl, labels.jsonl, manifest.json to {} in {:.1} s ({:.0} events/s)\n{}",

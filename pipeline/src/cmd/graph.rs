@@ -1,7 +1,6 @@
 //! `riskstream graph load`: writes a graph file into Neo4j (constraint, batched idempotent
-//! `MERGE`s), with a progress line and a summary of what was created.
+//! `MERGE`s), with a progress line (on a terminal) and a summary of what was created.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -10,6 +9,7 @@ use anyhow::{bail, Context};
 use riskstream_config::Config;
 use riskstream_graph::load::{GraphFile, LoadOptions, LoadProgress, LoadSummary, Neo4jLoader};
 use riskstream_graph::{BreakerOptions, Neo4jOptions};
+use riskstream_pipeline::progress::{Progress, Unit};
 
 /// `riskstream graph ...`: graph database tools.
 #[derive(Debug, clap::Subcommand)]
@@ -102,9 +102,8 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<LoadSummary> {
             ""
         }
     );
-    let tty = std::io::stderr().is_terminal();
-    let quiet = args.quiet;
-    let mut reported_at: Option<Instant> = None;
+    let total = (file.nodes.len() + file.edges.len()) as u64;
+    let progress = Progress::stderr("loading", Some(total), Unit::Count("items"), args.quiet);
     let load_options = LoadOptions {
         batch_size: args.batch_size,
         wipe: args.wipe,
@@ -112,27 +111,12 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<LoadSummary> {
     };
     let summary = loader
         .load(&file, &load_options, |p: &LoadProgress| {
-            let finished =
-                p.nodes_done == p.nodes_total && p.relationships_done == p.relationships_total;
-            let due = reported_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
-            if quiet || !(due || (finished && tty)) {
-                return;
-            }
-            reported_at = Some(Instant::now());
-            let line = format!(
-                "[{:>6.1}s] nodes {}/{} | relationships {}/{} ({:.0}%)",
-                started.elapsed().as_secs_f64(),
-                p.nodes_done,
-                p.nodes_total,
-                p.relationships_done,
-                p.relationships_total,
-                percent(p)
-            );
-            if tty {
-                eprint!("\r{line}\x1b[K");
-            } else {
-                eprintln!("{line}");
-            }
+            progress.set_total((p.nodes_total + p.relationships_total) as u64);
+            progress.set_message(format!(
+                "nodes {}/{} | relationships {}/{}",
+                p.nodes_done, p.nodes_total, p.relationships_done, p.relationships_total
+            ));
+            progress.set((p.nodes_done + p.relationships_done) as u64);
         })
         .await
         .with_context(|| {
@@ -142,9 +126,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<LoadSummary> {
                 options.uri
             )
         })?;
-    if tty && !quiet {
-        eprintln!();
-    }
+    progress.finish();
     eprintln!(
         "riskstream graph load finished in {:.2} s\n  file           {}\n  nodes          {} in file, {} created\n  relationships  {} in file, {} created{}",
         started.elapsed().as_secs_f64(),
@@ -160,13 +142,4 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<LoadSummary> {
         }
     );
     Ok(summary)
-}
-
-fn percent(p: &LoadProgress) -> f64 {
-    let total = p.nodes_total + p.relationships_total;
-    if total == 0 {
-        100.0
-    } else {
-        (p.nodes_done + p.relationships_done) as f64 * 100.0 / total as f64
-    }
 }

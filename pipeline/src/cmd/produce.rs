@@ -6,7 +6,6 @@
 //! and demos.
 
 use std::collections::VecDeque;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use riskstream_config::Config;
 use riskstream_pipeline::decode::parse_ts;
 use riskstream_pipeline::kafka::{client_config, ensure_topics, LogContext};
+use riskstream_pipeline::progress::{Progress, Unit};
 use riskstream_pipeline::source::file::FileSource;
 use riskstream_pipeline::source::generator::GeneratorSource;
 use riskstream_pipeline::source::BlockingSource;
@@ -146,8 +146,13 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<ProduceSummary> {
             .unwrap_or_default()
     );
     let started = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let mut progress_at = Instant::now();
+    // The total is known for the generator only; a file is counted as it is read.
+    let progress = Progress::stderr(
+        "producing",
+        args.generate,
+        Unit::Count("events"),
+        args.quiet,
+    );
     let mut summary = ProduceSummary::default();
     let mut pending: VecDeque<DeliveryFuture> = VecDeque::with_capacity(MAX_PENDING);
     let mut queued = 0u64;
@@ -203,21 +208,10 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<ProduceSummary> {
                 }
             }
         }
-        if !args.quiet && progress_at.elapsed() >= Duration::from_secs(1) {
-            progress_at = Instant::now();
-            let line = format!(
-                "[{:>6.1}s] sent {} | failed {} | {:.0} events/s",
-                started.elapsed().as_secs_f64(),
-                summary.sent,
-                summary.failed,
-                summary.sent as f64 / started.elapsed().as_secs_f64().max(1e-9)
-            );
-            if tty {
-                eprint!("\r{line}\x1b[K");
-            } else {
-                eprintln!("{line}");
-            }
+        if summary.failed > 0 {
+            progress.set_message(format!("| failed {}", summary.failed));
         }
+        progress.set(summary.sent);
     }
     while let Some(f) = pending.pop_front() {
         settle(f.await, &mut summary, &mut first_error);
@@ -225,9 +219,7 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<ProduceSummary> {
     tokio::task::block_in_place(|| producer.flush(Duration::from_secs(30)))
         .context("cannot flush the producer")?;
     summary.seconds = started.elapsed().as_secs_f64();
-    if tty && !args.quiet {
-        eprintln!();
-    }
+    progress.finish();
     eprintln!(
         "riskstream produce finished in {:.2} s\n  sent        {}\n  failed      {}\n  throughput  {:.0} events/s\n  topic       {topic}",
         summary.seconds,

@@ -6,10 +6,10 @@
 //! commits, and prints a summary with the replay's throughput.
 
 use std::collections::BTreeSet;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -17,6 +17,7 @@ use riskstream_config::{Config, GraphKind};
 use riskstream_pipeline::engine::now_ms;
 use riskstream_pipeline::event::format_ts;
 use riskstream_pipeline::metrics::Metrics;
+use riskstream_pipeline::progress::{Progress, Unit};
 use riskstream_pipeline::replay::report::{self, ReportContext};
 use riskstream_pipeline::replay::{
     self as replay_lib, original, FileReader, KafkaReader, ReadProgress, ReplayError,
@@ -192,12 +193,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayOutcome> {
         read_batch: config.pipeline.batch_size.max(1),
         score_batch: config.pipeline.batch_size.max(1),
     };
-    let mut bar = ProgressBar::new(!args.quiet);
+    let bar = read_progress(reader.progress(), args.quiet);
     let replayed = replay_lib::replay(&engine, &model, reader.as_mut(), &options, &mut |p| {
-        bar.show(p)
+        bar.set_total(p.total);
+        bar.set(p.done);
     })
     .await?;
-    bar.finish(reader.progress());
+    bar.finish();
 
     let wanted = replay_lib::event_ids(&replayed);
     let originals = match (&args.results, results_topic) {
@@ -264,81 +266,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayOutcome> {
     Ok(outcome)
 }
 
-/// A progress bar on stderr: redrawn in place on a terminal, a line every few seconds
-/// otherwise.
-struct ProgressBar {
-    enabled: bool,
-    tty: bool,
-    started: Instant,
-    last: Option<Instant>,
-}
-
-impl ProgressBar {
-    fn new(enabled: bool) -> ProgressBar {
-        ProgressBar {
-            enabled,
-            tty: std::io::stderr().is_terminal(),
-            started: Instant::now(),
-            last: None,
-        }
-    }
-
-    fn show(&mut self, p: ReadProgress) {
-        if !self.enabled {
-            return;
-        }
-        let every = if self.tty {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(5)
-        };
-        if self.last.is_some_and(|t| t.elapsed() < every) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        self.draw(p);
-    }
-
-    fn draw(&self, p: ReadProgress) {
-        let fraction = if p.total == 0 {
-            1.0
-        } else {
-            (p.done as f64 / p.total as f64).min(1.0)
-        };
-        let width = 30;
-        let filled = (fraction * width as f64).round() as usize;
-        let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
-        let rate = if p.unit == "records" {
-            format!("{:.0} records/s", p.done as f64 / seconds)
-        } else {
-            format!("{:.1} MB/s", p.done as f64 / seconds / 1e6)
-        };
-        let line = format!(
-            "reading [{}{}] {:>5.1}%  {}/{} {}  {}",
-            "#".repeat(filled),
-            "-".repeat(width - filled),
-            fraction * 100.0,
-            p.done,
-            p.total,
-            p.unit,
-            rate
-        );
-        if self.tty {
-            eprint!("\r{line}\x1b[K");
-        } else {
-            eprintln!("{line}");
-        }
-    }
-
-    fn finish(&mut self, p: ReadProgress) {
-        if !self.enabled {
-            return;
-        }
-        self.draw(p);
-        if self.tty {
-            eprintln!();
-        }
-    }
+/// The reading line: bytes of a file, records of a topic.
+fn read_progress(start: ReadProgress, quiet: bool) -> Progress {
+    let unit = match start.unit {
+        "bytes" => Unit::Bytes,
+        other => Unit::Count(other),
+    };
+    Progress::stderr("reading", Some(start.total), unit, quiet)
 }
 
 fn print_summary(
