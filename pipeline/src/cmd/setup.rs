@@ -14,7 +14,7 @@ use riskstream_graph::{
     MemoryGraph, Neo4jGraph, Neo4jOptions,
 };
 use riskstream_inference::{DeviceChoice, Model};
-use riskstream_pipeline::aggregate::{AggregateOptions, Aggregator, Snapshots};
+use riskstream_pipeline::aggregate::AggregateOptions;
 use riskstream_pipeline::engine::{Engine, EngineOptions};
 use riskstream_pipeline::features::FeatureLayout;
 use riskstream_pipeline::gen::GenOptions;
@@ -177,8 +177,6 @@ pub fn engine(
     metrics: Arc<Metrics>,
     deterministic: bool,
 ) -> anyhow::Result<Engine> {
-    let aggregator =
-        Aggregator::new(aggregate_options(config)).context("invalid aggregate configuration")?;
     let layout = FeatureLayout::new(&config.aggregate.windows, config.graph.max_hops);
     let thresholds = match model {
         Some(model) => {
@@ -188,22 +186,21 @@ pub fn engine(
         // Featurising for training decides nothing.
         None => (f32::INFINITY, f32::INFINITY),
     };
-    let snapshots = Snapshots::new(&aggregator);
-    Ok(Engine {
-        options: EngineOptions {
-            max_event_bytes: config.source.max_event_bytes,
-            graph_deadline: config.graph.batch_deadline,
-            snapshot_interval: config.snapshot.interval,
-            deterministic,
-            thresholds,
-        },
-        aggregator,
-        snapshots,
+    let options = EngineOptions {
+        max_event_bytes: config.source.max_event_bytes,
+        graph_deadline: config.graph.batch_deadline,
+        snapshot_interval: config.snapshot.interval,
+        deterministic,
+        thresholds,
+    };
+    Engine::new(
+        options,
+        aggregate_options(config),
+        config.graph.max_hops,
         enricher,
-        aggregate_names: Engine::names_for(&config.aggregate.windows),
-        layout,
         metrics,
-    })
+    )
+    .context("invalid aggregate configuration")
 }
 
 /// Loads a graph file into the in-memory graph.
