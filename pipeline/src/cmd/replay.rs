@@ -137,9 +137,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayOutcome> {
     } = setup::graph(&config, args.graph.as_deref(), args.input.as_deref(), None)?;
     // A replay is short: one warm-up, no refresh.
     if let Some(warmer) = warmer {
-        warmer
-            .warm_up(&tokio_util::sync::CancellationToken::new())
-            .await;
+        warmer.warm_up(std::future::pending()).await;
     }
     let model = setup::load_model(&config, args.model.as_deref())?;
     let metrics = Arc::new(Metrics::default());

@@ -178,8 +178,8 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
     spawn_signal_handler(cancel.clone());
     let refreshing = match graph_warmer {
         Some(warmer) => {
-            warmer.warm_up(&cancel).await;
-            Some(warmer.spawn_refresh(cancel.clone()))
+            warmer.warm_up(cancel.cancelled()).await;
+            Some(warmer.spawn_refresh(cancel.clone().cancelled_owned()))
         }
         None => None,
     };

@@ -3,15 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tokio_util::sync::CancellationToken;
-
 use riskstream_config::{AggregateKey, Config, GraphKind, ModelDevice, SinkKind, SourceKind};
 use riskstream_graph::{
-    BreakerOptions, CacheOptions, CacheStats, CachedGraph, EntityKind, GraphEnricher, GraphRecord,
-    MemoryGraph, Neo4jGraph, Neo4jOptions,
+    BreakerOptions, CacheOptions, CacheStats, CacheWarmer, CachedGraph, EntityKind, GraphEnricher,
+    GraphRecord, MemoryGraph, Neo4jGraph, Neo4jOptions,
 };
 use riskstream_inference::{DeviceChoice, Model};
 use riskstream_pipeline::aggregate::AggregateOptions;
@@ -435,12 +432,9 @@ pub fn neo4j_graph(config: &Config) -> anyhow::Result<Neo4jSetup> {
             capacity: graph.cache_capacity,
         },
     );
-    let warmer = graph.cache_warm_up.then(|| CacheWarmer {
-        neo4j,
-        cache: cached.clone(),
-        capacity: graph.cache_capacity,
-        every: graph.cache_ttl / 2,
-    });
+    let warmer = graph
+        .cache_warm_up
+        .then(|| CacheWarmer::new(neo4j, cached.clone(), graph.cache_capacity, graph.cache_ttl));
     Ok(Neo4jSetup {
         enricher: Arc::new(cached.clone()),
         cache: Some(cached.stats()),
@@ -453,78 +447,4 @@ pub fn neo4j_graph(config: &Config) -> anyhow::Result<Neo4jSetup> {
             if graph.cache_warm_up { ", warmed" } else { "" }
         ),
     })
-}
-
-/// The longest a warm-up may hold back the first event; a graph too large to list in that
-/// time starts with the part that arrived, and the next refresh tries again.
-const WARM_UP_LIMIT: Duration = Duration::from_secs(60);
-
-/// Fills the graph cache ahead of demand with the answers for the whole graph: once before
-/// the first event, then every half TTL, so cached answers are renewed before they expire
-/// instead of all expiring together and sending a burst of misses to Neo4j.
-#[derive(Clone)]
-pub struct CacheWarmer {
-    neo4j: Neo4jGraph,
-    cache: CachedGraph,
-    capacity: usize,
-    every: Duration,
-}
-
-impl CacheWarmer {
-    /// One fill: how many answers were stored and how long it took.
-    async fn fill(&self) -> anyhow::Result<(usize, Duration)> {
-        let started = Instant::now();
-        let answers =
-            tokio::time::timeout(WARM_UP_LIMIT, self.neo4j.answers_for_all(self.capacity))
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!("Neo4j did not list the graph within {WARM_UP_LIMIT:?}")
-                })??;
-        let stored = self.cache.preload(answers.answers, answers.complete).await;
-        Ok((stored, started.elapsed()))
-    }
-
-    /// Warms the cache before the first event. A failure is logged, not fatal: the job then
-    /// starts cold and asks Neo4j per batch. A shutdown request (`cancel`) cuts it short.
-    pub async fn warm_up(&self, cancel: &CancellationToken) {
-        tracing::info!("warming the graph cache from Neo4j (graph.cache_warm_up)");
-        let filled = tokio::select! {
-            () = cancel.cancelled() => return,
-            filled = self.fill() => filled,
-        };
-        match filled {
-            Ok((stored, took)) => tracing::info!(
-                entities = stored,
-                seconds = took.as_secs_f64(),
-                "graph cache warmed"
-            ),
-            Err(err) => tracing::warn!(
-                error = %format!("{err:#}"),
-                "cannot warm the graph cache; starting cold, entities are asked about per batch"
-            ),
-        }
-    }
-
-    /// Renews the cached answers every half TTL until `cancel`.
-    pub fn spawn_refresh(self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(self.every) => {}
-                }
-                match self.fill().await {
-                    Ok((stored, took)) => tracing::debug!(
-                        entities = stored,
-                        seconds = took.as_secs_f64(),
-                        "graph cache refreshed"
-                    ),
-                    Err(err) => tracing::warn!(
-                        error = %format!("{err:#}"),
-                        "cannot refresh the graph cache; cached answers expire and are asked about per batch"
-                    ),
-                }
-            }
-        })
-    }
 }
