@@ -47,7 +47,9 @@ pub struct EngineOptions {
 pub struct Engine {
     pub options: EngineOptions,
     pub aggregator: Aggregator,
-    pub snapshots: Snapshots,
+    /// Shared so that readers outside the stages (the admin endpoint, checkpoints) can hold
+    /// them for as long as the job runs.
+    pub snapshots: Arc<Snapshots>,
     pub enricher: Option<Arc<dyn GraphEnricher>>,
     pub layout: FeatureLayout,
     pub aggregate_names: AggregateNames,
@@ -136,7 +138,7 @@ impl Engine {
         let layout = FeatureLayout::new(&aggregate.windows, max_hops);
         let aggregate_names = Engine::names_for(&aggregate.windows);
         let aggregator = Aggregator::new(aggregate)?;
-        let snapshots = Snapshots::new(&aggregator);
+        let snapshots = Arc::new(Snapshots::new(&aggregator));
         Ok(Engine {
             options,
             aggregator,
