@@ -27,6 +27,9 @@ mod state;
 pub mod summary;
 mod topology;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
