@@ -43,7 +43,9 @@ pub struct EngineOptions {
 
 /// The stages' shared state: window aggregates, snapshots, graph, feature layout, metrics.
 /// The model is passed to [`Engine::score`] separately, so that featurising for training
-/// needs none and a new model can be swapped in between batches.
+/// needs none and a new model can be swapped in between batches. Made by [`Engine::new`]
+/// only (`non_exhaustive`), so its parts always agree.
+#[non_exhaustive]
 pub struct Engine {
     pub options: EngineOptions,
     pub aggregator: Aggregator,

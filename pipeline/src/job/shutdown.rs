@@ -8,9 +8,6 @@ use std::path::PathBuf;
 
 use tokio::sync::mpsc;
 
-use riskstream_config::Config;
-
-use super::build::threshold_overrides;
 use crate::reload::{Reload, ThresholdOverrides};
 
 /// Resolves at the first SIGINT or SIGTERM (Ctrl-C only, off Unix). The handlers are
@@ -68,6 +65,8 @@ pub fn reload_on_hangup(
 ) {
     #[cfg(unix)]
     {
+        use super::build::threshold_overrides;
+        use riskstream_config::Config;
         use tokio::signal::unix::{signal, SignalKind};
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(hangup) => hangup,
