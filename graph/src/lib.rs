@@ -86,6 +86,7 @@ pub mod file;
 pub mod load;
 mod memory;
 mod neo4j;
+mod warm;
 
 use std::sync::{Arc, LazyLock};
 
@@ -97,6 +98,7 @@ pub use error::GraphError;
 pub use file::{EntityKind, GraphFileReader, GraphRecord, NumberedRecord, Relation};
 pub use memory::MemoryGraph;
 pub use neo4j::{GraphListing, Neo4jGraph, Neo4jOptions};
+pub use warm::{CacheWarmer, WarmUp, WARM_UP_LIMIT};
 
 /// Answers graph questions for batches of entity ids; implemented by every backend so the
 /// stream (and the enrichment cache in front of it) does not care which one is configured.

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use riskstream_graph::GraphEnricher;
 use riskstream_inference::Model;
 
-use crate::aggregate::{AggregateSnapshot, Aggregator, ChangeSet, EventAggregates, Snapshots};
+use crate::aggregate::{
+    AggregateError, AggregateOptions, AggregateSnapshot, Aggregator, ChangeSet, EventAggregates,
+    Snapshots,
+};
 use crate::dead_letter::{DeadLetter, SourceRef};
 use crate::decode::decode;
 use crate::enrich::{enrich_batch, EventGraph};
@@ -40,11 +43,15 @@ pub struct EngineOptions {
 
 /// The stages' shared state: window aggregates, snapshots, graph, feature layout, metrics.
 /// The model is passed to [`Engine::score`] separately, so that featurising for training
-/// needs none and a new model can be swapped in between batches.
+/// needs none and a new model can be swapped in between batches. Made by [`Engine::new`]
+/// only (`non_exhaustive`), so its parts always agree.
+#[non_exhaustive]
 pub struct Engine {
     pub options: EngineOptions,
     pub aggregator: Aggregator,
-    pub snapshots: Snapshots,
+    /// Shared so that readers outside the stages (the admin endpoint, checkpoints) can hold
+    /// them for as long as the job runs.
+    pub snapshots: Arc<Snapshots>,
     pub enricher: Option<Arc<dyn GraphEnricher>>,
     pub layout: FeatureLayout,
     pub aggregate_names: AggregateNames,
@@ -118,6 +125,33 @@ pub enum EngineError {
 }
 
 impl Engine {
+    /// A fresh engine: empty window state for `aggregate` (its keys, windows and workers),
+    /// no snapshot yet, and the feature layout of its windows with graph paths of up to
+    /// `max_hops` (`graph.max_hops`). `enricher` is `None` when events are scored without a
+    /// graph. The one way an engine is made, so the layout, the result field names and the
+    /// windows can never disagree.
+    pub fn new(
+        options: EngineOptions,
+        aggregate: AggregateOptions,
+        max_hops: u32,
+        enricher: Option<Arc<dyn GraphEnricher>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Engine, AggregateError> {
+        let layout = FeatureLayout::new(&aggregate.windows, max_hops);
+        let aggregate_names = Engine::names_for(&aggregate.windows);
+        let aggregator = Aggregator::new(aggregate)?;
+        let snapshots = Arc::new(Snapshots::new(&aggregator));
+        Ok(Engine {
+            options,
+            aggregator,
+            snapshots,
+            enricher,
+            layout,
+            aggregate_names,
+            metrics,
+        })
+    }
+
     /// The result of event `i` of a scored batch, ready to encode: the one place that
     /// assembles a result from the stages' outputs. Where the event came from, when it was
     /// processed and its latency are the caller's (the job's source and clock, or a

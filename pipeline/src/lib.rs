@@ -1,8 +1,9 @@
 //! riskstream's streaming job as a library: decode → aggregate → enrich → score → sink.
 //!
-//! The `riskstream` binary (src/main.rs and src/cmd/) wires these modules to the command
-//! line; training and replay reuse the same [`engine`] so that what is trained on and what is
-//! replayed is exactly what the live job computes.
+//! [`job`] runs the streaming job in-process from a configuration; the `riskstream` binary
+//! (src/main.rs and src/cmd/) folds its command line into one and calls it. Training and
+//! replay reuse the same [`engine`] so that what is trained on and what is replayed is
+//! exactly what the live job computes.
 
 pub mod aggregate;
 pub mod dataset;
@@ -13,6 +14,7 @@ pub mod enrich;
 pub mod event;
 pub mod features;
 pub mod gen;
+pub mod job;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;

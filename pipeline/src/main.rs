@@ -13,7 +13,7 @@ mod cmd;
 use cmd::graph as graph_cmd;
 use cmd::{
     bench as bench_cmd, gen as gen_cmd, passthrough as passthrough_cmd, produce as produce_cmd,
-    replay as replay_cmd, results as results_cmd, run as job, train as train_cmd,
+    replay as replay_cmd, results as results_cmd, run as run_cmd, train as train_cmd,
 };
 
 #[derive(Parser)]
@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Run the streaming job. With no options: built-in generator → in-memory graph →
     /// shipped model → results in out/results.jsonl.
-    Run(job::RunArgs),
+    Run(run_cmd::RunArgs),
     /// Generate a synthetic data set: events, entity graph and fraud labels.
     Gen(gen_cmd::GenArgs),
     /// Train and evaluate the scoring model on generated data.
@@ -110,7 +110,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(args.config.as_deref())
                 .map_err(anyhow::Error::from)
                 .context("invalid configuration")?;
-            let summary = runtime()?.block_on(job::run(config, args))?;
+            let summary = runtime()?.block_on(run_cmd::run(config, args))?;
             Ok(if summary.is_balanced() {
                 ExitCode::SUCCESS
             } else {

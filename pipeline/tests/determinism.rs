@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use riskstream_graph::{GraphEnricher, MemoryGraph};
 use riskstream_inference::{DeviceChoice, Model};
-use riskstream_pipeline::aggregate::{AggregateOptions, Aggregator, Snapshots};
+use riskstream_pipeline::aggregate::AggregateOptions;
 use riskstream_pipeline::dataset::featurize;
 use riskstream_pipeline::engine::{Engine, EngineOptions};
-use riskstream_pipeline::features::FeatureLayout;
 use riskstream_pipeline::gen::{write_dataset, GenOptions, EVENTS_FILE, GRAPH_FILE, LABELS_FILE};
 use riskstream_pipeline::metrics::Metrics;
 
@@ -23,24 +22,15 @@ fn engine(workers: usize, graph: Arc<dyn GraphEnricher>) -> Engine {
         workers,
         ..AggregateOptions::default()
     };
-    let windows = options.windows.clone();
-    let aggregator = Aggregator::new(options).unwrap();
-    let snapshots = Snapshots::new(&aggregator);
-    Engine {
-        options: EngineOptions {
-            max_event_bytes: 1 << 20,
-            graph_deadline: Duration::from_secs(30),
-            snapshot_interval: Duration::from_secs(2),
-            deterministic: true,
-            thresholds: (f32::INFINITY, f32::INFINITY),
-        },
-        aggregator,
-        snapshots,
-        enricher: Some(graph),
-        layout: FeatureLayout::new(&windows, MAX_HOPS),
-        aggregate_names: Engine::names_for(&windows),
-        metrics: Arc::new(Metrics::default()),
-    }
+    let engine_options = EngineOptions {
+        max_event_bytes: 1 << 20,
+        graph_deadline: Duration::from_secs(30),
+        snapshot_interval: Duration::from_secs(2),
+        deterministic: true,
+        thresholds: (f32::INFINITY, f32::INFINITY),
+    };
+    let metrics = Arc::new(Metrics::default());
+    Engine::new(engine_options, options, MAX_HOPS, Some(graph), metrics).unwrap()
 }
 
 async fn scores(dir: &Path, model: &Model, workers: usize) -> Vec<u32> {

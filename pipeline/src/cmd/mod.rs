@@ -4,11 +4,9 @@
 pub mod bench;
 pub mod gen;
 pub mod graph;
-pub mod output;
 pub mod passthrough;
 pub mod produce;
 pub mod replay;
 pub mod results;
 pub mod run;
-pub mod setup;
 pub mod train;

@@ -142,8 +142,9 @@ async fn forward_kafka(args: &PassthroughArgs) -> anyhow::Result<u64> {
         }
         Ok(())
     });
-    let (del_tx, mut del_rx) =
-        mpsc::channel::<(RawBatch, Arc<BatchDelivery>)>(super::output::IN_FLIGHT_BATCHES);
+    let (del_tx, mut del_rx) = mpsc::channel::<(RawBatch, Arc<BatchDelivery>)>(
+        riskstream_pipeline::job::IN_FLIGHT_BATCHES,
+    );
     let delivery = {
         tokio::spawn(async move {
             let mut delivered = 0u64;

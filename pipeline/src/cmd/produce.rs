@@ -22,7 +22,7 @@ use riskstream_pipeline::source::file::FileSource;
 use riskstream_pipeline::source::generator::GeneratorSource;
 use riskstream_pipeline::source::BlockingSource;
 
-use super::setup::generator_options;
+use riskstream_pipeline::job::generator_options;
 
 /// Options of `riskstream produce`.
 #[derive(Debug, Clone, clap::Args)]

@@ -25,7 +25,7 @@ use riskstream_pipeline::replay::{
 };
 use riskstream_pipeline::time::{parse_period, parse_time};
 
-use super::setup;
+use riskstream_pipeline::job;
 
 /// Options of `riskstream replay`.
 #[derive(Debug, Clone, clap::Args)]
@@ -130,21 +130,19 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayOutcome> {
         None => from_ms.saturating_sub(longest.as_millis() as i64),
     };
 
-    let setup::ChosenGraph {
+    let job::ChosenGraph {
         enricher,
         warmer,
         description: graph_description,
         ..
-    } = setup::graph(&config, args.graph.as_deref(), args.input.as_deref(), None)?;
+    } = job::graph(&config, args.graph.as_deref(), args.input.as_deref(), None)?;
     // A replay is short: one warm-up, no refresh.
     if let Some(warmer) = warmer {
-        warmer
-            .warm_up(&tokio_util::sync::CancellationToken::new())
-            .await;
+        warmer.warm_up(std::future::pending()).await;
     }
-    let model = setup::load_model(&config, args.model.as_deref())?;
+    let model = job::load_model(&config, args.model.as_deref())?;
     let metrics = Arc::new(Metrics::default());
-    let engine = setup::engine(&config, Some(&model), enricher, metrics, true)?;
+    let engine = job::engine(&config, Some(&model), enricher, metrics, true)?;
 
     let max_bytes = config.source.max_event_bytes;
     let keep = config.dead_letter.max_payload_bytes;

@@ -18,7 +18,7 @@ use riskstream_pipeline::features::{FeatureLayout, Stage};
 use riskstream_pipeline::gen::{FraudPattern, EVENTS_FILE, GRAPH_FILE, LABELS_FILE};
 use riskstream_pipeline::metrics::Metrics;
 
-use super::setup;
+use riskstream_pipeline::job;
 
 /// Options of `riskstream train`.
 #[derive(Debug, clap::Args)]
@@ -57,10 +57,10 @@ pub struct TrainArgs {
 
 /// Featurises one data set folder with a fresh engine (fresh window state).
 fn featurize_dir(config: &Config, dir: &Path) -> anyhow::Result<Dataset> {
-    let graph = setup::memory_graph(&dir.join(GRAPH_FILE), config.graph.max_hops)?;
+    let graph = job::memory_graph(&dir.join(GRAPH_FILE), config.graph.max_hops)?;
     let enricher: Arc<dyn GraphEnricher> = Arc::new(graph);
     let metrics = Arc::new(Metrics::default());
-    let engine = setup::engine(config, None, Some(enricher), metrics.clone(), true)?;
+    let engine = job::engine(config, None, Some(enricher), metrics.clone(), true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

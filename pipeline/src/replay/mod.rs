@@ -348,7 +348,7 @@ mod tests {
     use riskstream_inference::DeviceChoice;
 
     use super::*;
-    use crate::aggregate::{AggregateOptions, Aggregator, Snapshots};
+    use crate::aggregate::AggregateOptions;
     use crate::decode::parse_ts;
     use crate::engine::EngineOptions;
     use crate::features::FeatureLayout;
@@ -356,26 +356,23 @@ mod tests {
 
     fn engine(model: &Model) -> Engine {
         let options = AggregateOptions::default();
-        let layout = FeatureLayout::new(&options.windows, 3);
-        Engine::check_model(model, &layout).unwrap();
-        let aggregator = Aggregator::new(options.clone()).unwrap();
-        let snapshots = Snapshots::new(&aggregator);
+        Engine::check_model(model, &FeatureLayout::new(&options.windows, 3)).unwrap();
         let thresholds = model.thresholds();
-        Engine {
-            options: EngineOptions {
-                max_event_bytes: 4096,
-                graph_deadline: Duration::from_secs(1),
-                snapshot_interval: Duration::from_secs(2),
-                deterministic: true,
-                thresholds: (thresholds.review, thresholds.block),
-            },
-            aggregate_names: Engine::names_for(&options.windows),
-            aggregator,
-            snapshots,
-            enricher: None,
-            layout,
-            metrics: Arc::new(Metrics::default()),
-        }
+        let engine_options = EngineOptions {
+            max_event_bytes: 4096,
+            graph_deadline: Duration::from_secs(1),
+            snapshot_interval: Duration::from_secs(2),
+            deterministic: true,
+            thresholds: (thresholds.review, thresholds.block),
+        };
+        Engine::new(
+            engine_options,
+            options,
+            3,
+            None,
+            Arc::new(Metrics::default()),
+        )
+        .unwrap()
     }
 
     fn model() -> Model {

@@ -1,0 +1,273 @@
+//! The job run in-process on a file source and file sinks, with an acknowledger that
+//! records what it is told and checks it against what the sinks hold at that moment.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use riskstream_config::Config;
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::source::RawBatch;
+
+const LINES: usize = 5_000;
+
+/// A valid event, or every tenth line one that is not JSON.
+fn line(i: usize) -> String {
+    if i % 10 == 9 {
+        return format!("not json {i}");
+    }
+    format!(
+        r#"{{"event_id":"e-{i}","ts":"2026-11-22T10:{:02}:{:02}.000Z","account_id":"A-{}","merchant_id":"M-1","amount":{}.5,"channel":"card","country":"DE"}}"#,
+        (i / 60) % 60,
+        i % 60,
+        i % 13,
+        10 + i % 90
+    )
+}
+
+/// Small batches and one-batch channels, so that little is in flight when shutdown comes.
+fn config() -> Config {
+    let mut config = Config::default();
+    config.graph.kind = riskstream_config::GraphKind::None;
+    config.pipeline.batch_size = 16;
+    config.pipeline.channel_capacity = 1;
+    config
+}
+
+struct Files {
+    _dir: tempfile::TempDir,
+    input: PathBuf,
+    results: PathBuf,
+    dead: PathBuf,
+}
+
+fn files() -> Files {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let text: String = (0..LINES).map(|i| line(i) + "\n").collect();
+    std::fs::write(&input, text).unwrap();
+    Files {
+        results: dir.path().join("results.jsonl"),
+        dead: dir.path().join("dead.jsonl"),
+        input,
+        _dir: dir,
+    }
+}
+
+fn options(files: &Files) -> JobOptions {
+    JobOptions {
+        input: Some(files.input.clone()),
+        model: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/riskstream-v1")),
+        results: Some(files.results.clone()),
+        dead_letters: Some(files.dead.clone()),
+        ..JobOptions::default()
+    }
+}
+
+/// The source offsets of the complete lines of a results or dead-letter file. A line still
+/// being written is skipped: it is not delivered yet.
+fn offsets_in(path: &Path) -> Vec<i64> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["source"]["offset"].as_i64())
+        .collect()
+}
+
+fn delivered(files: &Files) -> (Vec<i64>, Vec<i64>) {
+    (offsets_in(&files.results), offsets_in(&files.dead))
+}
+
+/// Reads a growing results or dead-letter file: the offsets of the complete lines that
+/// arrived since the last read. A line still being written is left for the next read.
+struct Tail {
+    path: PathBuf,
+    read: usize,
+}
+
+impl Tail {
+    fn new(path: &Path) -> Self {
+        Tail {
+            path: path.to_path_buf(),
+            read: 0,
+        }
+    }
+
+    fn new_offsets(&mut self, into: &mut BTreeSet<i64>) {
+        let bytes = std::fs::read(&self.path).unwrap_or_default();
+        let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        if end < self.read {
+            return;
+        }
+        for line in bytes[self.read..end].split(|b| *b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let value: serde_json::Value = serde_json::from_slice(line).unwrap();
+            into.insert(value["source"]["offset"].as_i64().unwrap());
+        }
+        self.read = end + 1;
+    }
+}
+
+/// Records acknowledged offsets in order, notes any acknowledged before its result or
+/// dead letter was in a file, and requests shutdown after `stop_after` batches.
+struct Recorder {
+    state: Mutex<Recorded>,
+    stop_after: usize,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+#[derive(Default)]
+struct Recorded {
+    tails: Vec<Tail>,
+    /// Offsets found in the files so far.
+    in_files: BTreeSet<i64>,
+    acked: Vec<i64>,
+    batches: usize,
+    /// Offsets acknowledged before their result or dead letter was in a file.
+    early: Vec<i64>,
+    /// How many offsets were acknowledged when `finish` was called, once per call.
+    finished: Vec<usize>,
+}
+
+impl Recorder {
+    fn new(files: &Files, stop_after: usize, stop: Option<oneshot::Sender<()>>) -> Arc<Self> {
+        let state = Recorded {
+            tails: vec![Tail::new(&files.results), Tail::new(&files.dead)],
+            ..Recorded::default()
+        };
+        Arc::new(Recorder {
+            state: Mutex::new(state),
+            stop_after,
+            stop: Mutex::new(stop),
+        })
+    }
+
+    fn recorded<T>(&self, read: impl FnOnce(&Recorded) -> T) -> T {
+        read(&self.state.lock().unwrap())
+    }
+}
+
+impl Acknowledge for Recorder {
+    fn delivered(&self, batch: &RawBatch) {
+        let mut state = self.state.lock().unwrap();
+        let Recorded {
+            tails, in_files, ..
+        } = &mut *state;
+        for tail in tails.iter_mut() {
+            tail.new_offsets(in_files);
+        }
+        for record in &batch.records {
+            if !state.in_files.contains(&record.offset) {
+                state.early.push(record.offset);
+            }
+            state.acked.push(record.offset);
+        }
+        state.batches += 1;
+        if state.batches == self.stop_after {
+            if let Some(stop) = self.stop.lock().unwrap().take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+
+    fn finish(&self) {
+        let mut state = self.state.lock().unwrap();
+        let acked = state.acked.len();
+        state.finished.push(acked);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_mid_stream_delivers_every_input_read_and_acknowledges_only_what_was_delivered() {
+    let files = files();
+    let (stop, stopped) = oneshot::channel();
+    let recorder = Recorder::new(&files, 3, Some(stop));
+    let mut job = Job::build(&config(), options(&files)).await.unwrap();
+    job.add_acknowledger(recorder.clone());
+    let summary = job
+        .run(async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+
+    let inputs = summary.inputs as usize;
+    assert!(
+        inputs < LINES,
+        "shutdown after 3 batches stopped the reading: {inputs} of {LINES} read"
+    );
+    assert!(summary.is_balanced(), "{summary:?}");
+    let (results, dead) = delivered(&files);
+    assert_eq!(
+        (results.len() as u64, dead.len() as u64),
+        (summary.results, summary.dead_letters),
+        "every counted result and dead letter is in its file"
+    );
+    assert!(!dead.is_empty(), "the bad lines read became dead letters");
+    let mut all: Vec<i64> = results.iter().chain(&dead).copied().collect();
+    all.sort_unstable();
+    let (acked, early, finished) =
+        recorder.recorded(|r| (r.acked.clone(), r.early.clone(), r.finished.clone()));
+    assert!(
+        acked.windows(2).all(|w| w[0] < w[1]),
+        "acknowledged in read order"
+    );
+    assert_eq!(
+        all, acked,
+        "every input read was delivered and acknowledged"
+    );
+    assert_eq!(
+        early,
+        Vec::<i64>::new(),
+        "acknowledged before its result or dead letter was delivered"
+    );
+    assert_eq!(
+        finished,
+        [acked.len()],
+        "finished once, after the last acknowledgement"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_job_without_shutdown_reads_the_whole_file_and_accounts_for_every_line() {
+    let files = files();
+    let recorder = Recorder::new(&files, usize::MAX, None);
+    let mut job = Job::build(&config(), options(&files)).await.unwrap();
+    job.add_acknowledger(recorder.clone());
+    let readiness = job.readiness();
+    assert_eq!(readiness.state(), JobState::Built);
+    let summary = job.run(std::future::pending()).await.unwrap();
+    assert_eq!(readiness.state(), JobState::Stopped);
+    assert_eq!(summary.inputs as usize, LINES);
+    assert_eq!(summary.dead_letters as usize, LINES / 10);
+    assert!(summary.is_balanced(), "{summary:?}");
+    let (results, dead) = delivered(&files);
+    assert_eq!(results.len() + dead.len(), LINES);
+    let (acked, early) = recorder.recorded(|r| (r.acked.len(), r.early.len()));
+    assert_eq!((acked, early), (LINES, 0), "all acknowledged, none early");
+}
+
+#[tokio::test]
+async fn a_missing_model_directory_is_refused_naming_the_key_and_the_option() {
+    let files = files();
+    let options = JobOptions {
+        model: Some(files.input.with_file_name("no-such-model")),
+        ..options(&files)
+    };
+    let err = match Job::build(&config(), options).await {
+        Ok(_) => panic!("a job without a model was built"),
+        Err(err) => err,
+    };
+    assert!(matches!(err, BuildError::NoModelDir { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("model.path") && text.contains("--model"),
+        "{text}"
+    );
+}
