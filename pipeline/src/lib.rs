@@ -16,6 +16,7 @@ pub mod gen;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;
+pub mod observe;
 pub mod reload;
 pub mod replay;
 pub mod result;

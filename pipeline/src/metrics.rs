@@ -1,5 +1,7 @@
 //! Job metrics: one place where counters live, so the progress line, the run summary and
-//! (later) the admin endpoint all read the same numbers.
+//! the admin endpoint's `/metrics` ([`crate::observe`]) all read the same numbers. The
+//! counters stay plain atomics: `/metrics` reads them when it is scraped, so counting costs
+//! one relaxed add and nothing on the hot path knows about the exposition format.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -26,7 +28,12 @@ pub struct Metrics {
     pub results: AtomicU64,
     pub dead_letters: AtomicU64,
     dead_by_kind: [AtomicU64; DEAD_LETTER_KINDS.len()],
+    /// Results scored, by [`Decision::index`](crate::result::Decision::index).
     pub decisions: [AtomicU64; 3],
+    /// Results delivered by the sink, by [`Decision::index`](crate::result::Decision::index):
+    /// what `riskstream_results_total{decision}` shows. Fed by
+    /// [`ResultsDelivered`](crate::observe::events::ResultsDelivered).
+    pub delivered: [AtomicU64; 3],
     pub late_events: AtomicU64,
     pub snapshots: AtomicU64,
     pub graph_unavailable: AtomicU64,
@@ -40,6 +47,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Dead letters of one kind so far; 0 for a kind not in [`DEAD_LETTER_KINDS`].
+    pub fn dead_letters_of_kind(&self, kind: &str) -> u64 {
+        DEAD_LETTER_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(0, |i| self.dead_by_kind[i].load(Relaxed))
+    }
+
     pub fn count_dead_letter(&self, kind: &str) {
         self.dead_letters.fetch_add(1, Relaxed);
         if let Some(i) = DEAD_LETTER_KINDS.iter().position(|k| *k == kind) {
