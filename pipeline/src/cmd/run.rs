@@ -313,7 +313,9 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
             Ok::<(), riskstream_pipeline::engine::EngineError>(())
         })
     };
-    let progress = (!args.quiet).then(|| spawn_progress(metrics.clone(), started, cancel.clone()));
+    // With JSON logs stderr carries JSON lines only: no progress line.
+    let progress = (!args.quiet && !riskstream_pipeline::logging::is_json())
+        .then(|| spawn_progress(metrics.clone(), started, cancel.clone()));
 
     // The sink runs here: encode and hand each batch to its sinks; a delivery task behind
     // it waits for the batch to be delivered, then counts it and acknowledges its offsets.
@@ -412,8 +414,13 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
         preloaded: stats.preloaded(),
         hit_ratio: stats.hit_ratio(),
     });
-    print_summary(&summary);
-    print_graph_summary(&summary);
+    if riskstream_pipeline::logging::is_json() {
+        let json = serde_json::to_string(&summary).context("cannot encode the run summary")?;
+        tracing::info!(summary = json, "riskstream run finished");
+    } else {
+        print_summary(&summary);
+        print_graph_summary(&summary);
+    }
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_vec_pretty(&summary).context("cannot encode the run summary")?;
         std::fs::write(path, json)
