@@ -975,9 +975,7 @@ fn an_empty_admin_listen_turns_the_endpoint_off_and_prints_back_as_empty() {
 
 #[test]
 fn an_admin_listen_that_is_not_an_address_names_the_key_and_the_fix() {
-    let message = only_problem(Config::from_toml_str(
-        "[admin]\nlisten = \"localhost\"\n",
-    ));
+    let message = only_problem(Config::from_toml_str("[admin]\nlisten = \"localhost\"\n"));
     assert!(message.starts_with("`admin.listen`: "), "{message}");
     assert!(message.contains("\"localhost\""), "{message}");
     assert!(message.contains("listen = \"127.0.0.1:9898\""), "{message}");

@@ -34,8 +34,7 @@ use crate::features::window_label;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `Content-Type` of `/metrics`: the Prometheus text format, version 0.0.4.
-pub const METRICS_CONTENT_TYPE: &str =
-    prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub const METRICS_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Why the admin endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -151,9 +150,17 @@ pub(crate) fn respond<B>(observer: &Observer, request: &Request<B>) -> Response<
                 &format!("not ready: {reason}\n"),
             ),
         },
-        _ => match path.strip_prefix("/snapshot/").and_then(|rest| rest.split_once('/')) {
-            Some((kind, id)) if !id.is_empty() && !id.contains('/') => snapshot_key(observer, kind, id),
-            _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /healthz, /readyz or /snapshot/{kind}/{id}\n"),
+        _ => match path
+            .strip_prefix("/snapshot/")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            Some((kind, id)) if !id.is_empty() && !id.contains('/') => {
+                snapshot_key(observer, kind, id)
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found; try /metrics, /healthz, /readyz or /snapshot/{kind}/{id}\n",
+            ),
         },
     }
 }
@@ -201,9 +208,7 @@ const KINDS: [EntityKind; 4] = [
 
 fn snapshot_key(observer: &Observer, kind: &str, id: &str) -> Response<Full<Bytes>> {
     let Some(kind) = KINDS.into_iter().find(|k| k.as_str() == kind) else {
-        let message = format!(
-            "unknown kind {kind:?}; use one of account, device, ip, merchant"
-        );
+        let message = format!("unknown kind {kind:?}; use one of account, device, ip, merchant");
         return json_error(StatusCode::BAD_REQUEST, &message, None);
     };
     let Some(view) = observer.aggregates() else {

@@ -71,7 +71,11 @@ pub struct DeadLettered<'a> {
 impl Emit for DeadLettered<'_> {
     fn emit(self, observer: &Observer) {
         observer.metrics().count_dead_letter(self.kind);
-        tracing::debug!(kind = self.kind, reason = self.reason, "input dead-lettered");
+        tracing::debug!(
+            kind = self.kind,
+            reason = self.reason,
+            "input dead-lettered"
+        );
     }
 }
 
@@ -180,7 +184,9 @@ impl Emit for ModelSwapped<'_> {
     fn emit(self, observer: &Observer) {
         let values = observer.values();
         values.metrics.model_swaps.fetch_add(1, Relaxed);
-        values.model_version.store(Some(Arc::new(self.to.to_owned())));
+        values
+            .model_version
+            .store(Some(Arc::new(self.to.to_owned())));
         tracing::info!(from = self.from, to = self.to, "model swapped");
     }
 }
@@ -195,10 +201,7 @@ pub struct ModelRejected<'a> {
 
 impl Emit for ModelRejected<'_> {
     fn emit(self, observer: &Observer) {
-        observer
-            .metrics()
-            .model_rejections
-            .fetch_add(1, Relaxed);
+        observer.metrics().model_rejections.fetch_add(1, Relaxed);
         tracing::warn!(
             candidate = self.candidate,
             reason = self.reason,
@@ -225,7 +228,9 @@ impl Emit for GraphStatusChanged<'_> {
         }
         let reason = self.reason.unwrap_or("");
         match self.health {
-            GraphHealth::Answering => tracing::info!(status = self.health.as_str(), "graph answering"),
+            GraphHealth::Answering => {
+                tracing::info!(status = self.health.as_str(), "graph answering")
+            }
             GraphHealth::Degraded => tracing::warn!(
                 status = self.health.as_str(),
                 reason,

@@ -127,7 +127,11 @@ pub(crate) mod tests {
         };
         assert_eq!(
             stats.consumer_lag(),
-            vec![lag("events", 0, 5), lag("events", 1, 0), lag("payments", 3, 1200)]
+            vec![
+                lag("events", 0, 5),
+                lag("events", 1, 0),
+                lag("payments", 3, 1200)
+            ]
         );
         assert_eq!(stats.queued_messages(), 0);
     }
@@ -145,6 +149,8 @@ pub(crate) mod tests {
     #[test]
     fn a_report_that_is_not_json_is_an_error_not_a_panic() {
         assert!(KafkaStats::parse(b"{\"topics\": [").is_err());
-        assert!(KafkaStats::parse(b"{\"topics\": {\"t\": {\"partitions\": {\"0\": {}}}}}").is_err());
+        assert!(
+            KafkaStats::parse(b"{\"topics\": {\"t\": {\"partitions\": {\"0\": {}}}}}").is_err()
+        );
     }
 }

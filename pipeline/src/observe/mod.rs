@@ -231,7 +231,9 @@ impl Observer {
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
         // Writing into a String cannot fail, and our collector reports no errors of its own.
-        if let Err(err) = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry) {
+        if let Err(err) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
             tracing::warn!(error = %err, "metrics could not be encoded");
         }
         out

@@ -166,7 +166,12 @@ impl std::fmt::Debug for Scrape {
     }
 }
 
-fn counter(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> std::fmt::Result {
+fn counter(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
     let metric = ConstCounter::new(value);
     metric.encode(enc.encode_descriptor(name, help, None, metric.metric_type())?)
 }
@@ -234,14 +239,21 @@ impl Collector for Scrape {
             DEAD_LETTER_KINDS.map(|kind| (kind, m.dead_letters_of_kind(kind))),
         )?;
         // The aggregator counts late events as it applies each batch: live when attached.
-        let late = aggregates.map_or(load(&m.late_events), |a| a.aggregator().metrics().late_events());
+        let late = aggregates.map_or(load(&m.late_events), |a| {
+            a.aggregator().metrics().late_events()
+        });
         counter(
             &mut enc,
             "late_events",
             "Events older than their key's longest window ring (scored, not in the windows).",
             late,
         )?;
-        counter(&mut enc, "snapshots", "Aggregate snapshots published.", load(&m.snapshots))?;
+        counter(
+            &mut enc,
+            "snapshots",
+            "Aggregate snapshots published.",
+            load(&m.snapshots),
+        )?;
         counter(
             &mut enc,
             "graph_unavailable",
@@ -249,8 +261,18 @@ impl Collector for Scrape {
             load(&m.graph_unavailable),
         )?;
         if let Some(cache) = v.graph_cache.get() {
-            counter(&mut enc, "graph_cache_hits", "Graph look-ups answered by the cache.", cache.hits())?;
-            counter(&mut enc, "graph_cache_misses", "Graph look-ups the cache passed to the graph.", cache.misses())?;
+            counter(
+                &mut enc,
+                "graph_cache_hits",
+                "Graph look-ups answered by the cache.",
+                cache.hits(),
+            )?;
+            counter(
+                &mut enc,
+                "graph_cache_misses",
+                "Graph look-ups the cache passed to the graph.",
+                cache.misses(),
+            )?;
         }
         gauge(
             &mut enc,
@@ -264,7 +286,12 @@ impl Collector for Scrape {
             "Times the graph went from answering to not answering or back.",
             v.graph_status_changes.load(Relaxed),
         )?;
-        counter(&mut enc, "model_swaps", "Models swapped in while running.", load(&m.model_swaps))?;
+        counter(
+            &mut enc,
+            "model_swaps",
+            "Models swapped in while running.",
+            load(&m.model_swaps),
+        )?;
         counter(
             &mut enc,
             "model_rejections",
@@ -287,7 +314,12 @@ impl Collector for Scrape {
         match aggregates {
             Some(view) => {
                 let snapshot = view.snapshots().load();
-                gauge(&mut enc, "snapshot_id", "Id of the current aggregate snapshot.", snapshot.id)?;
+                gauge(
+                    &mut enc,
+                    "snapshot_id",
+                    "Id of the current aggregate snapshot.",
+                    snapshot.id,
+                )?;
                 let mut family = enc.encode_descriptor(
                     "keys_tracked",
                     "Keys in the current aggregate snapshot, by entity kind.",
@@ -351,7 +383,10 @@ impl Collector for Scrape {
                 MetricType::Gauge,
             )?;
             for p in lag.iter() {
-                let labels = [("topic", p.topic.as_str().to_owned()), ("partition", p.partition.to_string())];
+                let labels = [
+                    ("topic", p.topic.as_str().to_owned()),
+                    ("partition", p.partition.to_string()),
+                ];
                 ConstGauge::new(p.lag).encode(family.encode_family(&labels)?)?;
             }
         }
@@ -398,7 +433,14 @@ mod tests {
         }
         assert_eq!(
             Stage::ALL.map(Stage::as_str),
-            ["decode", "aggregate", "enrich", "score", "encode", "deliver"]
+            [
+                "decode",
+                "aggregate",
+                "enrich",
+                "score",
+                "encode",
+                "deliver"
+            ]
         );
     }
 }

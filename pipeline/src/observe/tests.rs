@@ -56,7 +56,11 @@ fn event(i: i64, account: &str, amount: f64) -> Event {
 /// Account A-1 with three events, A-2 with one; one snapshot published.
 fn aggregates_with_a_snapshot() -> Arc<Aggregates> {
     let options = AggregateOptions {
-        kinds: vec![EntityKind::Account, EntityKind::Device, EntityKind::Merchant],
+        kinds: vec![
+            EntityKind::Account,
+            EntityKind::Device,
+            EntityKind::Merchant,
+        ],
         ..AggregateOptions::default()
     };
     let aggregator = Aggregator::new(options).unwrap();
@@ -141,7 +145,11 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .lines()
         .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .collect();
-    assert_eq!(values.len(), 1, "expected one `{series}` sample in:\n{metrics}");
+    assert_eq!(
+        values.len(),
+        1,
+        "expected one `{series}` sample in:\n{metrics}"
+    );
     values[0]
 }
 
@@ -153,7 +161,11 @@ async fn metrics_show_the_jobs_counters_under_their_prometheus_names() {
     InputRead { records: 7 }.emit(obs);
     ResultsDelivered {
         decisions: &[Decision::Allow, Decision::Allow, Decision::Block],
-        latencies: &[Duration::from_millis(2), Duration::from_millis(3), Duration::from_secs(1)],
+        latencies: &[
+            Duration::from_millis(2),
+            Duration::from_millis(3),
+            Duration::from_secs(1),
+        ],
     }
     .emit(obs);
     DeadLettered {
@@ -161,7 +173,10 @@ async fn metrics_show_the_jobs_counters_under_their_prometheus_names() {
         reason: "expected value at line 1 column 1",
     }
     .emit(obs);
-    ModelLoaded { version: "riskstream-v1" }.emit(obs);
+    ModelLoaded {
+        version: "riskstream-v1",
+    }
+    .emit(obs);
     ModelSwapped {
         from: "riskstream-v1",
         to: "riskstream-v2",
@@ -176,17 +191,37 @@ async fn metrics_show_the_jobs_counters_under_their_prometheus_names() {
     let reply = get(job.addr(), "/metrics").await;
     assert_eq!(reply.status, 200);
     assert!(
-        reply.head.contains("content-type: text/plain; version=0.0.4"),
+        reply
+            .head
+            .contains("content-type: text/plain; version=0.0.4"),
         "{}",
         reply.head
     );
     let m = &reply.body;
-    assert_eq!(sample(m, "riskstream_input_records_total{source=\"file\"}"), 7.0);
-    assert_eq!(sample(m, "riskstream_results_total{decision=\"allow\"}"), 2.0);
-    assert_eq!(sample(m, "riskstream_results_total{decision=\"review\"}"), 0.0);
-    assert_eq!(sample(m, "riskstream_results_total{decision=\"block\"}"), 1.0);
-    assert_eq!(sample(m, "riskstream_dead_letters_total{kind=\"not_json\"}"), 1.0);
-    assert_eq!(sample(m, "riskstream_dead_letters_total{kind=\"oversize\"}"), 0.0);
+    assert_eq!(
+        sample(m, "riskstream_input_records_total{source=\"file\"}"),
+        7.0
+    );
+    assert_eq!(
+        sample(m, "riskstream_results_total{decision=\"allow\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(m, "riskstream_results_total{decision=\"review\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample(m, "riskstream_results_total{decision=\"block\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(m, "riskstream_dead_letters_total{kind=\"not_json\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(m, "riskstream_dead_letters_total{kind=\"oversize\"}"),
+        0.0
+    );
     // 7 read = 3 delivered + 1 dead letter + 3 in flight.
     assert_eq!(sample(m, "riskstream_in_flight_events"), 3.0);
     assert_eq!(sample(m, "riskstream_snapshot_id"), 1.0);
@@ -194,18 +229,39 @@ async fn metrics_show_the_jobs_counters_under_their_prometheus_names() {
     assert_eq!(sample(m, "riskstream_keys_tracked{kind=\"device\"}"), 1.0);
     assert_eq!(sample(m, "riskstream_keys_tracked{kind=\"merchant\"}"), 1.0);
     assert!(!m.contains("kind=\"ip\""), "ip is not aggregated:\n{m}");
-    assert_eq!(sample(m, "riskstream_model_info{version=\"riskstream-v2\"}"), 1.0);
+    assert_eq!(
+        sample(m, "riskstream_model_info{version=\"riskstream-v2\"}"),
+        1.0
+    );
     assert!(!m.contains("riskstream-v1"), "the old model is gone:\n{m}");
     assert_eq!(sample(m, "riskstream_model_swaps_total"), 1.0);
     assert_eq!(sample(m, "riskstream_late_events_total"), 0.0);
     assert_eq!(sample(m, "riskstream_event_latency_seconds_count"), 3.0);
-    assert_eq!(sample(m, "riskstream_event_latency_seconds_bucket{le=\"0.0025\"}"), 1.0);
-    assert_eq!(sample(m, "riskstream_event_latency_seconds_bucket{le=\"0.005\"}"), 2.0);
-    assert_eq!(sample(m, "riskstream_event_latency_seconds_bucket{le=\"+Inf\"}"), 3.0);
+    assert_eq!(
+        sample(m, "riskstream_event_latency_seconds_bucket{le=\"0.0025\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(m, "riskstream_event_latency_seconds_bucket{le=\"0.005\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(m, "riskstream_event_latency_seconds_bucket{le=\"+Inf\"}"),
+        3.0
+    );
     assert!((sample(m, "riskstream_event_latency_seconds_sum") - 1.005).abs() < 1e-9);
-    assert_eq!(sample(m, "riskstream_stage_seconds_count{stage=\"score\"}"), 1.0);
-    assert_eq!(sample(m, "riskstream_stage_seconds_count{stage=\"decode\"}"), 0.0);
-    assert!(m.contains("# TYPE riskstream_stage_seconds histogram"), "{m}");
+    assert_eq!(
+        sample(m, "riskstream_stage_seconds_count{stage=\"score\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(m, "riskstream_stage_seconds_count{stage=\"decode\"}"),
+        0.0
+    );
+    assert!(
+        m.contains("# TYPE riskstream_stage_seconds histogram"),
+        "{m}"
+    );
     for line in m.lines().filter(|l| !l.starts_with('#')) {
         assert!(line.starts_with("riskstream_"), "unprefixed series: {line}");
         let name = line.split(['{', ' ']).next().unwrap_or_default();
@@ -220,31 +276,43 @@ async fn metrics_show_the_jobs_counters_under_their_prometheus_names() {
 }
 
 #[tokio::test]
-async fn consumer_lag_from_kafka_statistics_is_shown_per_partition_and_revoked_ones_disappear()
-{
+async fn consumer_lag_from_kafka_statistics_is_shown_per_partition_and_revoked_ones_disappear() {
     let job = start("kafka").await;
     job.observer
         .record_consumer_stats(kafka_stats::tests::CONSUMER_STATS.as_bytes());
     let m = get(job.addr(), "/metrics").await.body;
     assert_eq!(
-        sample(&m, "riskstream_kafka_consumer_lag{topic=\"events\",partition=\"0\"}"),
+        sample(
+            &m,
+            "riskstream_kafka_consumer_lag{topic=\"events\",partition=\"0\"}"
+        ),
         5.0
     );
     assert_eq!(
-        sample(&m, "riskstream_kafka_consumer_lag{topic=\"payments\",partition=\"3\"}"),
+        sample(
+            &m,
+            "riskstream_kafka_consumer_lag{topic=\"payments\",partition=\"3\"}"
+        ),
         1200.0
     );
-    assert!(!m.contains("partition=\"2\""), "unknown lag is left out:\n{m}");
+    assert!(
+        !m.contains("partition=\"2\""),
+        "unknown lag is left out:\n{m}"
+    );
 
     job.observer.record_consumer_stats(
         br#"{"topics":{"events":{"partitions":{"1":{"partition":1,"consumer_lag":0}}}}}"#,
     );
-    job.observer.record_consumer_stats(b"not json: the previous report stays");
+    job.observer
+        .record_consumer_stats(b"not json: the previous report stays");
     job.observer
         .record_producer_stats(br#"{"type":"producer","msg_cnt":12}"#);
     let m = get(job.addr(), "/metrics").await.body;
     assert_eq!(
-        sample(&m, "riskstream_kafka_consumer_lag{topic=\"events\",partition=\"1\"}"),
+        sample(
+            &m,
+            "riskstream_kafka_consumer_lag{topic=\"events\",partition=\"1\"}"
+        ),
         0.0
     );
     assert!(!m.contains("partition=\"0\""), "{m}");
@@ -306,7 +374,11 @@ async fn snapshot_endpoint_returns_the_keys_aggregates_from_the_current_snapshot
 
     let reply = get(job.addr(), "/snapshot/account/A-1").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(reply.head.contains("content-type: application/json"), "{}", reply.head);
+    assert!(
+        reply.head.contains("content-type: application/json"),
+        "{}",
+        reply.head
+    );
     let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
     let snapshot = aggregates.snapshots.load();
     let key = snapshot.keys.get(EntityKind::Account, "A-1").unwrap();
@@ -351,12 +423,22 @@ async fn unknown_keys_kinds_and_paths_get_404_400_and_404() {
 
     let reply = get(job.addr(), "/snapshot/planet/A-1").await;
     assert_eq!(reply.status, 400);
-    assert!(reply.body.contains("unknown kind \\\"planet\\\""), "{}", reply.body);
+    assert!(
+        reply.body.contains("unknown kind \\\"planet\\\""),
+        "{}",
+        reply.body
+    );
     let reply = get(job.addr(), "/snapshot/ip/203.0.113.7").await;
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("aggregate.keys"), "{}", reply.body);
 
-    for path in ["/", "/metricsx", "/snapshot/account", "/snapshot/account/", "/snapshot/account/A-1/x"] {
+    for path in [
+        "/",
+        "/metricsx",
+        "/snapshot/account",
+        "/snapshot/account/",
+        "/snapshot/account/A-1/x",
+    ] {
         assert_eq!(get(job.addr(), path).await.status, 404, "{path}");
     }
     let reply = request(job.addr(), "POST", "/metrics").await;
@@ -375,9 +457,15 @@ async fn a_port_in_use_is_a_start_up_error_naming_admin_listen() {
         .unwrap_err();
     assert!(matches!(err, AdminError::Bind { .. }));
     let message = err.to_string();
-    assert!(message.starts_with("`admin.listen`: cannot listen on "), "{message}");
+    assert!(
+        message.starts_with("`admin.listen`: cannot listen on "),
+        "{message}"
+    );
     assert!(message.contains(&addr.to_string()), "{message}");
-    assert!(message.contains("\"\" to turn the admin endpoint off"), "{message}");
+    assert!(
+        message.contains("\"\" to turn the admin endpoint off"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -397,8 +485,14 @@ async fn two_jobs_in_one_process_count_separately() {
     InputRead { records: 5 }.emit(&first.observer);
     let a = get(first.addr(), "/metrics").await.body;
     let b = get(second.addr(), "/metrics").await.body;
-    assert_eq!(sample(&a, "riskstream_input_records_total{source=\"file\"}"), 5.0);
-    assert_eq!(sample(&b, "riskstream_input_records_total{source=\"generator\"}"), 0.0);
+    assert_eq!(
+        sample(&a, "riskstream_input_records_total{source=\"file\"}"),
+        5.0
+    );
+    assert_eq!(
+        sample(&b, "riskstream_input_records_total{source=\"generator\"}"),
+        0.0
+    );
     let _ = first.stop.send(());
     let _ = second.stop.send(());
 }
