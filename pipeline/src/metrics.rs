@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::result::Decision;
+
 /// The kinds of dead letter, in the order the summary lists them. Kept in step with
 /// [`crate::decode::DecodeError::kind`].
 pub const DEAD_LETTER_KINDS: [&str; 10] = [
@@ -28,11 +30,10 @@ pub struct Metrics {
     pub results: AtomicU64,
     pub dead_letters: AtomicU64,
     dead_by_kind: [AtomicU64; DEAD_LETTER_KINDS.len()],
-    /// Results scored, by [`Decision::index`](crate::result::Decision::index).
+    /// Results scored, by [`Decision::index`].
     pub decisions: [AtomicU64; 3],
-    /// Results delivered by the sink, by [`Decision::index`](crate::result::Decision::index):
-    /// what `riskstream_results_total{decision}` shows. Fed by
-    /// [`ResultsDelivered`](crate::observe::events::ResultsDelivered).
+    /// Results delivered by the sink, by [`Decision::index`]: what
+    /// `riskstream_results_total{decision}` shows. See [`Metrics::count_delivered`].
     pub delivered: [AtomicU64; 3],
     pub late_events: AtomicU64,
     pub snapshots: AtomicU64,
@@ -47,6 +48,20 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts delivered results: the total and each decision.
+    pub fn count_delivered(&self, decisions: &[Decision]) {
+        let mut by_decision = [0u64; 3];
+        for decision in decisions {
+            by_decision[decision.index()] += 1;
+        }
+        for (counter, n) in self.delivered.iter().zip(by_decision) {
+            if n > 0 {
+                counter.fetch_add(n, Relaxed);
+            }
+        }
+        self.results.fetch_add(decisions.len() as u64, Relaxed);
+    }
+
     /// Dead letters of one kind so far; 0 for a kind not in [`DEAD_LETTER_KINDS`].
     pub fn dead_letters_of_kind(&self, kind: &str) -> u64 {
         DEAD_LETTER_KINDS
@@ -108,5 +123,14 @@ mod tests {
             m.dead_letters_by_kind().iter().map(|(_, n)| n).sum::<u64>(),
             6
         );
+    }
+
+    #[test]
+    fn delivered_results_are_counted_in_total_and_by_decision() {
+        let m = Metrics::default();
+        m.count_delivered(&[Decision::Block, Decision::Allow, Decision::Block]);
+        assert_eq!(Metrics::get(&m.results), 3);
+        let delivered = m.delivered.each_ref().map(Metrics::get);
+        assert_eq!(delivered, [1, 0, 2]);
     }
 }

@@ -40,19 +40,7 @@ pub struct ResultsDelivered<'a> {
 
 impl Emit for ResultsDelivered<'_> {
     fn emit(self, observer: &Observer) {
-        let metrics = observer.metrics();
-        let mut by_decision = [0u64; 3];
-        for decision in self.decisions {
-            by_decision[decision.index()] += 1;
-        }
-        for (counter, n) in metrics.delivered.iter().zip(by_decision) {
-            if n > 0 {
-                counter.fetch_add(n, Relaxed);
-            }
-        }
-        metrics
-            .results
-            .fetch_add(self.decisions.len() as u64, Relaxed);
+        observer.metrics().count_delivered(self.decisions);
         for latency in self.latencies {
             observer.event_latency(*latency);
         }
