@@ -207,6 +207,15 @@ const KINDS: [EntityKind; 4] = [
 ];
 
 fn snapshot_key(observer: &Observer, kind: &str, id: &str) -> Response<Full<Bytes>> {
+    // Ids travel percent-encoded in the path (`A%2F1` for `A/1`).
+    let Ok(id) = percent_encoding::percent_decode_str(id).decode_utf8() else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "the id is not UTF-8 text once percent-decoded",
+            None,
+        );
+    };
+    let id = &*id;
     let Some(kind) = KINDS.into_iter().find(|k| k.as_str() == kind) else {
         let message = format!("unknown kind {kind:?}; use one of account, device, ip, merchant");
         return json_error(StatusCode::BAD_REQUEST, &message, None);

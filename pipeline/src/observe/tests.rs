@@ -402,6 +402,14 @@ async fn snapshot_endpoint_returns_the_keys_aggregates_from_the_current_snapshot
     assert_eq!(body["country"], "DE");
     assert_eq!(body["amount_mean"], key.amount_mean);
 
+    let reply = get(job.addr(), "/snapshot/account/A%2D1").await;
+    assert_eq!(
+        reply.status, 200,
+        "percent-encoded ids are decoded: {}",
+        reply.body
+    );
+    assert_eq!(get(job.addr(), "/snapshot/account/A%FF").await.status, 400);
+
     let device: serde_json::Value =
         serde_json::from_str(&get(job.addr(), "/snapshot/device/D-1").await.body).unwrap();
     assert_eq!(device["windows"][0]["count"], 4);
