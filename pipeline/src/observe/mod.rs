@@ -133,8 +133,8 @@ pub(crate) struct Values {
 impl Observer {
     /// The observer of one job run whose counters are `metrics` and whose input comes
     /// from `source` (`"kafka"`, `"file"`, `"generator"`: the label of
-    /// `riskstream_input_records_total`). `uses_kafka` comes from whether `source` is
-    /// `"kafka"`: only then does readiness wait for partitions.
+    /// `riskstream_input_records_total`). Readiness waits for assigned partitions only
+    /// when `source` is `"kafka"`.
     pub fn new(metrics: Arc<Metrics>, source: &'static str) -> Arc<Observer> {
         let values = Arc::new(Values {
             metrics,
