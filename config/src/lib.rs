@@ -31,6 +31,7 @@
 #[macro_use]
 mod choice;
 
+mod admin;
 mod aggregate;
 mod document;
 mod duration;
@@ -39,6 +40,7 @@ mod error;
 mod graph;
 mod kafka;
 mod load;
+mod log;
 mod model;
 mod pipeline;
 mod read;
@@ -51,6 +53,7 @@ mod suggest;
 
 use std::path::Path;
 
+pub use admin::AdminConfig;
 pub use aggregate::{
     AggregateConfig, AggregateKey, MAX_FUTURE_SKEW, MAX_WINDOW, MAX_WINDOWS, MIN_WINDOW,
 };
@@ -58,6 +61,7 @@ pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, KeyError};
 pub use graph::{GraphConfig, GraphKind, MAX_HOPS_LIMIT};
 pub use kafka::{is_secret_property, AutoOffsetReset, KafkaConfig};
+pub use log::{LogConfig, LogFormat};
 pub use model::{ModelConfig, ModelDevice, FROM_METADATA};
 pub use pipeline::{PipelineConfig, MAX_BATCH_SIZE, MAX_CHANNEL_CAPACITY, MAX_WORKERS};
 pub use redact::redacted_uri;
@@ -94,6 +98,10 @@ pub struct Config {
     pub model: ModelConfig,
     /// `[kafka]`: brokers, topics and client properties.
     pub kafka: KafkaConfig,
+    /// `[admin]`: the admin HTTP endpoint.
+    pub admin: AdminConfig,
+    /// `[log]`: log output.
+    pub log: LogConfig,
 }
 
 impl Config {
@@ -181,6 +189,8 @@ impl Config {
         self.graph.write(&mut doc, redact);
         self.model.write(&mut doc);
         self.kafka.write(&mut doc, redact);
+        self.admin.write(&mut doc);
+        self.log.write(&mut doc);
         doc
     }
 
@@ -195,6 +205,8 @@ impl Config {
             graph: GraphConfig::read(root.section("graph")),
             model: ModelConfig::read(root.section("model")),
             kafka: KafkaConfig::read(root.section("kafka")),
+            admin: AdminConfig::read(root.section("admin")),
+            log: LogConfig::read(root.section("log")),
         };
         root.finish();
         config

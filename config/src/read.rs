@@ -565,6 +565,35 @@ impl<'r> Section<'r> {
         })
     }
 
+    /// A socket address (`"127.0.0.1:9898"`, `"[::1]:9898"`), or `""` for none (a
+    /// listener turned off).
+    pub(crate) fn listen_address(
+        &mut self,
+        key: &str,
+        default: Option<std::net::SocketAddr>,
+    ) -> Option<std::net::SocketAddr> {
+        self.take_text(key);
+        let example = Value::String(crate::admin::listen_text(default));
+        self.scalar(key, default, |value| match value {
+            Value::String(s) if s.trim().is_empty() => Ok(None),
+            Value::String(s) => s.trim().parse().map(Some).map_err(|_| {
+                (
+                    format!(
+                        "expected an IP address and port such as \"127.0.0.1:9898\" or \"[::]:9898\", or \"\" to turn it off, found {s:?}"
+                    ),
+                    example,
+                )
+            }),
+            other => Err((
+                format!(
+                    "expected an address and port in quotes such as \"127.0.0.1:9898\", found {}",
+                    describe(other)
+                ),
+                example,
+            )),
+        })
+    }
+
     /// An RFC 3339 timestamp with a time zone, written as text or as a bare TOML
     /// date-time; kept as its canonical text.
     pub(crate) fn timestamp(&mut self, key: &str, default: String) -> String {

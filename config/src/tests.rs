@@ -822,6 +822,12 @@ fn the_printed_toml_loads_back_as_the_same_configuration() {
             replication: 3,
             properties: [("linger.ms".to_owned(), "5".to_owned())].into(),
         },
+        admin: AdminConfig {
+            listen: Some("[::1]:19898".parse().unwrap()),
+        },
+        log: LogConfig {
+            format: LogFormat::Json,
+        },
     };
     assert!(changed.validate().is_ok(), "{:?}", changed.validate());
     let text = changed.to_redacted_toml();
@@ -949,4 +955,62 @@ fn configured_secret_values_are_scrubbed_from_any_text() {
     let scrubbed = config.scrub_secrets(client_error);
     assert!(!scrubbed.contains("graph-S3cr3t"), "{scrubbed}");
     assert!(!scrubbed.contains("uri-S3cr3t"), "{scrubbed}");
+}
+
+#[test]
+fn the_admin_endpoint_listens_on_loopback_port_9898_by_default() {
+    let config = Config::default();
+    assert_eq!(config.admin.listen, Some("127.0.0.1:9898".parse().unwrap()));
+    assert_eq!(config.log.format, LogFormat::Text);
+}
+
+#[test]
+fn an_empty_admin_listen_turns_the_endpoint_off_and_prints_back_as_empty() {
+    let config = Config::from_toml_str("[admin]\nlisten = \"\"\n").unwrap();
+    assert_eq!(config.admin.listen, None);
+    let printed = config.to_redacted_toml();
+    assert!(printed.contains("listen = \"\""), "{printed}");
+    assert_eq!(Config::from_toml_str(&printed).unwrap(), config);
+}
+
+#[test]
+fn an_admin_listen_that_is_not_an_address_names_the_key_and_the_fix() {
+    let message = only_problem(Config::from_toml_str("[admin]\nlisten = \"localhost\"\n"));
+    assert!(message.starts_with("`admin.listen`: "), "{message}");
+    assert!(message.contains("\"localhost\""), "{message}");
+    assert!(message.contains("listen = \"127.0.0.1:9898\""), "{message}");
+
+    let message = only_problem(Config::from_toml_str("[admin]\nlisten = 9898\n"));
+    assert!(message.starts_with("`admin.listen`: "), "{message}");
+}
+
+#[test]
+fn admin_listen_and_log_format_are_set_from_the_environment() {
+    let config = Config::load_from(
+        None,
+        env(&[
+            ("RISKSTREAM__ADMIN__LISTEN", "0.0.0.0:9000"),
+            ("RISKSTREAM__LOG__FORMAT", "json"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.admin.listen, Some("0.0.0.0:9000".parse().unwrap()));
+    assert_eq!(config.log.format, LogFormat::Json);
+
+    let message = only_problem(Config::load_from(
+        None,
+        env(&[("RISKSTREAM__ADMIN__LISTEN", "nowhere")]),
+    ));
+    assert!(
+        message.starts_with("`admin.listen` (set by `RISKSTREAM__ADMIN__LISTEN`)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_misspelt_log_format_lists_text_and_json() {
+    let message = only_problem(Config::from_toml_str("[log]\nformat = \"jsn\"\n"));
+    assert!(message.starts_with("`log.format`: "), "{message}");
+    assert!(message.contains("\"text\", \"json\""), "{message}");
+    assert!(message.contains("did you mean \"json\""), "{message}");
 }

@@ -18,6 +18,7 @@ pub mod job;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;
+pub mod observe;
 pub mod progress;
 pub mod reload;
 pub mod replay;

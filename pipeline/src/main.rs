@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use riskstream_config::Config;
+use riskstream_config::{Config, LogFormat};
+use riskstream_pipeline::logging;
 mod cmd;
 
 use cmd::graph as graph_cmd;
@@ -23,8 +24,16 @@ use cmd::{
     about = "Streaming risk analytics: decode, aggregate, enrich with graph paths, score, publish."
 )]
 struct Cli {
+    /// Log lines as `text` or `json` (one JSON object per line, same fields); overrides
+    /// `log.format` in the configuration.
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+fn parse_log_format(name: &str) -> Result<LogFormat, String> {
+    LogFormat::from_name(name).ok_or_else(|| format!("expected `text` or `json`, found `{name}`"))
 }
 
 #[derive(Subcommand)]
@@ -78,11 +87,14 @@ fn main() -> ExitCode {
     // for a parallel matrix multiply to pay off: score on one thread. Training has nothing
     // else to do and uses them all.
     pin_thread_count(matches!(cli.command, Command::Run(_) | Command::Replay(_)));
-    riskstream_pipeline::logging::init();
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            if logging::is_json() {
+                tracing::error!(error = format!("{err:#}"), "riskstream stopped");
+            } else {
+                eprintln!("error: {err:#}");
+            }
             ExitCode::from(2)
         }
     }
@@ -105,9 +117,18 @@ fn pin_thread_count(single: bool) {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `run` reads `log.format` from its configuration; the option wins over it.
+    if !matches!(cli.command, Command::Run(_)) {
+        logging::init(cli.log_format.unwrap_or_default());
+    }
     match cli.command {
         Command::Run(args) => {
-            let config = Config::load(args.config.as_deref())
+            let config = Config::load(args.config.as_deref());
+            let configured = config
+                .as_ref()
+                .map_or(LogFormat::default(), |c| c.log.format);
+            logging::init(cli.log_format.unwrap_or(configured));
+            let config = config
                 .map_err(anyhow::Error::from)
                 .context("invalid configuration")?;
             let summary = runtime()?.block_on(run_cmd::run(config, args))?;

@@ -1,7 +1,11 @@
 //! Job metrics: one place where counters live, so the progress line, the run summary and
-//! (later) the admin endpoint all read the same numbers.
+//! the admin endpoint's `/metrics` ([`crate::observe`]) all read the same numbers. The
+//! counters stay plain atomics: `/metrics` reads them when it is scraped, so counting costs
+//! one relaxed add and nothing on the hot path knows about the exposition format.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::result::Decision;
 
 /// The kinds of dead letter, in the order the summary lists them. Kept in step with
 /// [`crate::decode::DecodeError::kind`].
@@ -26,7 +30,11 @@ pub struct Metrics {
     pub results: AtomicU64,
     pub dead_letters: AtomicU64,
     dead_by_kind: [AtomicU64; DEAD_LETTER_KINDS.len()],
+    /// Results scored, by [`Decision::index`].
     pub decisions: [AtomicU64; 3],
+    /// Results delivered by the sink, by [`Decision::index`]: what
+    /// `riskstream_results_total{decision}` shows. See [`Metrics::count_delivered`].
+    pub delivered: [AtomicU64; 3],
     pub late_events: AtomicU64,
     pub snapshots: AtomicU64,
     pub graph_unavailable: AtomicU64,
@@ -40,6 +48,28 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts delivered results: the total and each decision.
+    pub fn count_delivered(&self, decisions: &[Decision]) {
+        let mut by_decision = [0u64; 3];
+        for decision in decisions {
+            by_decision[decision.index()] += 1;
+        }
+        for (counter, n) in self.delivered.iter().zip(by_decision) {
+            if n > 0 {
+                counter.fetch_add(n, Relaxed);
+            }
+        }
+        self.results.fetch_add(decisions.len() as u64, Relaxed);
+    }
+
+    /// Dead letters of one kind so far; 0 for a kind not in [`DEAD_LETTER_KINDS`].
+    pub fn dead_letters_of_kind(&self, kind: &str) -> u64 {
+        DEAD_LETTER_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(0, |i| self.dead_by_kind[i].load(Relaxed))
+    }
+
     pub fn count_dead_letter(&self, kind: &str) {
         self.dead_letters.fetch_add(1, Relaxed);
         if let Some(i) = DEAD_LETTER_KINDS.iter().position(|k| *k == kind) {
@@ -93,5 +123,14 @@ mod tests {
             m.dead_letters_by_kind().iter().map(|(_, n)| n).sum::<u64>(),
             6
         );
+    }
+
+    #[test]
+    fn delivered_results_are_counted_in_total_and_by_decision() {
+        let m = Metrics::default();
+        m.count_delivered(&[Decision::Block, Decision::Allow, Decision::Block]);
+        assert_eq!(Metrics::get(&m.results), 3);
+        let delivered = m.delivered.each_ref().map(Metrics::get);
+        assert_eq!(delivered, [1, 0, 2]);
     }
 }

@@ -883,3 +883,95 @@ fn sigterm_stops_a_run_that_is_reading_an_endless_line() {
     let s = summary(&summary_path);
     assert_eq!(s["inputs"], 0, "the unfinished line is not an input: {s}");
 }
+
+/// `riskstream run` on a few good lines and one bad one with logs at `info`; `extra` adds
+/// options. Returns stderr.
+fn logged_run(dir: &Path, config: &str, extra: &[&str]) -> String {
+    let input = dir.join("logged.jsonl");
+    std::fs::write(&input, good_events(0..40) + "not json\n").unwrap();
+    let output = ok(file_run(dir, config)
+        .env("RUST_LOG", "info")
+        .args(extra)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(dir.join("logged-results.jsonl"))
+        .arg("--dead-letter")
+        .arg(dir.join("logged-dead.jsonl"))
+        .output()
+        .unwrap());
+    String::from_utf8(output.stderr).unwrap()
+}
+
+/// Every line of `stderr` as a JSON object; fails naming the first line that is not one.
+fn json_lines(stderr: &str) -> Vec<serde_json::Value> {
+    assert!(!stderr.trim().is_empty(), "no log lines at all");
+    stderr
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {line}\n{stderr}"));
+            assert!(value["level"].is_string(), "{line}");
+            assert!(value["timestamp"].is_string(), "{line}");
+            assert!(value["message"].is_string(), "{line}");
+            value
+        })
+        .collect()
+}
+
+#[test]
+fn with_log_format_json_every_stderr_line_is_a_json_object_with_the_text_lines_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = json_lines(&logged_run(dir.path(), "", &["--log-format", "json"]));
+    let start = lines
+        .iter()
+        .find(|l| l["message"] == "riskstream job starting")
+        .expect("a start line");
+    assert_eq!(start["level"], "INFO");
+    for field in ["source", "graph", "model", "results", "dead_letters"] {
+        assert!(start[field].is_string(), "`{field}` missing from {start}");
+    }
+    let finished = lines
+        .iter()
+        .find(|l| l["message"] == "riskstream run finished")
+        .expect("a summary line");
+    let summary: serde_json::Value =
+        serde_json::from_str(finished["summary"].as_str().unwrap()).unwrap();
+    assert_eq!(summary["inputs"], 41);
+    assert_eq!(summary["dead_letters"], 1);
+
+    // The text format carries the same fields as key=value.
+    let text = logged_run(dir.path(), "", &["--log-format", "text"]);
+    let start = text
+        .lines()
+        .find(|l| l.contains("riskstream job starting"))
+        .unwrap_or_else(|| panic!("no start line in {text}"));
+    for field in ["source=", "graph=", "model=", "results=", "dead_letters="] {
+        assert!(start.contains(field), "`{field}` missing from {start}");
+    }
+    assert!(text.contains("riskstream run finished in"), "{text}");
+}
+
+#[test]
+fn log_format_json_in_the_configuration_gives_json_lines_and_the_option_wins_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[log]\nformat = \"json\"\n";
+    json_lines(&logged_run(dir.path(), config, &[]));
+    let text = logged_run(dir.path(), config, &["--log-format", "text"]);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("riskstream job starting") && !l.starts_with('{')),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unknown_log_format_is_refused_naming_the_allowed_ones() {
+    let output = bin().args(["run", "--log-format", "xml"]).output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("expected `text` or `json`, found `xml`"),
+        "{err}"
+    );
+}

@@ -2,17 +2,12 @@
 //! runs the job ([`riskstream_pipeline::job`]) until its input ends or SIGINT/SIGTERM, with
 //! SIGHUP reloading the model, and prints the run summary.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 
 use riskstream_config::Config;
 use riskstream_pipeline::job::{self, shutdown, Job, JobOptions, RunSummary};
-use riskstream_pipeline::metrics::Metrics;
 
 /// Options of `riskstream run` that override the configuration file.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -82,68 +77,25 @@ pub async fn run(mut config: Config, args: RunArgs) -> anyhow::Result<RunSummary
         job::threshold_overrides(&config),
         job.reloads(),
     );
-    let progress_done = CancellationToken::new();
-    let progress =
-        (!args.quiet).then(|| spawn_progress(job.metrics(), Instant::now(), progress_done.clone()));
+    // With JSON logs stderr carries JSON lines only: no progress line.
+    let quiet = args.quiet || riskstream_pipeline::logging::is_json();
+    let progress = riskstream_pipeline::progress::job(job.metrics(), quiet);
     let finished = job.run(stop).await;
-    progress_done.cancel();
-    if let Some(progress) = progress {
-        let _ = progress.await;
-    }
+    progress.finish();
     let summary = finished?;
-    print_summary(&summary);
-    print_graph_summary(&summary);
+    if riskstream_pipeline::logging::is_json() {
+        let json = serde_json::to_string(&summary).context("cannot encode the run summary")?;
+        tracing::info!(summary = json, "riskstream run finished");
+    } else {
+        print_summary(&summary);
+        print_graph_summary(&summary);
+    }
     if let Some(path) = &args.summary_json {
         summary
             .write_json(path)
             .with_context(|| format!("cannot write the run summary to `{}`", path.display()))?;
     }
     Ok(summary)
-}
-
-/// The live progress line on stderr, once a second.
-fn spawn_progress(
-    metrics: Arc<Metrics>,
-    started: Instant,
-    cancel: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let tty = std::io::stderr().is_terminal();
-        let mut tick = tokio::time::interval(Duration::from_secs(if tty { 1 } else { 5 }));
-        tick.tick().await;
-        let mut last = (Instant::now(), 0u64);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = cancel.cancelled() => break,
-            }
-            let results = Metrics::get(&metrics.results);
-            let dead = Metrics::get(&metrics.dead_letters);
-            let done = results + dead;
-            let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-9);
-            last = (Instant::now(), done);
-            let line = format!(
-                "[{:>6.1}s] {:>10.0} events/s | results {} (allow {}, review {}, block {}) | dead letters {} | latency p50 {:.2} ms p99 {:.2} ms",
-                started.elapsed().as_secs_f64(),
-                rate,
-                results,
-                Metrics::get(&metrics.decisions[0]),
-                Metrics::get(&metrics.decisions[1]),
-                Metrics::get(&metrics.decisions[2]),
-                dead,
-                Metrics::get(&metrics.latency_p50_us) as f64 / 1000.0,
-                Metrics::get(&metrics.latency_p99_us) as f64 / 1000.0,
-            );
-            if tty {
-                eprint!("\r{line}\x1b[K");
-            } else {
-                eprintln!("{line}");
-            }
-        }
-        if tty {
-            eprintln!();
-        }
-    })
 }
 
 /// The graph part of the summary: per-batch wait and, when cached, the cache's counters.

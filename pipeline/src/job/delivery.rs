@@ -333,9 +333,7 @@ async fn deliver(
             let micros = now.saturating_duration_since(received).as_micros() as u64;
             let _ = histogram.record(micros.max(1));
         }
-        metrics
-            .results
-            .fetch_add(batch.scored.scores.len() as u64, Relaxed);
+        metrics.count_delivered(&batch.scored.decisions);
         if last_percentiles.elapsed() >= Duration::from_millis(250) {
             metrics
                 .latency_p50_us
