@@ -50,19 +50,37 @@ fn metrics_of_a_kafka_run_add_up_lag_drains_to_zero_and_the_snapshot_matches_the
     let inputs = total(&s, "riskstream_input_records_total");
     let results = total(&s, "riskstream_results_total");
     let dead = total(&s, "riskstream_dead_letters_total");
-    assert_eq!(inputs, 20_007.0, "every message read once:\n{}", answer.body);
+    assert_eq!(
+        inputs, 20_007.0,
+        "every message read once:\n{}",
+        answer.body
+    );
     assert_eq!(
         inputs,
         results + dead,
         "inputs = results + dead letters + in flight (0):\n{}",
         answer.body
     );
-    assert_eq!(s.get("riskstream_dead_letters_total{kind=\"not_json\"}"), Some(&7.0));
+    assert_eq!(
+        s.get("riskstream_dead_letters_total{kind=\"not_json\"}"),
+        Some(&7.0)
+    );
     assert!(s.contains_key("riskstream_model_info{version=\"riskstream-v1\"}"));
     assert!(total(&s, "riskstream_event_latency_seconds_count") >= 20_000.0);
-    for stage in ["decode", "aggregate", "enrich", "score", "encode", "deliver"] {
+    for stage in [
+        "decode",
+        "aggregate",
+        "enrich",
+        "score",
+        "encode",
+        "deliver",
+    ] {
         let key = format!("riskstream_stage_seconds_count{{stage=\"{stage}\"}}");
-        assert!(s.get(&key).is_some_and(|n| *n > 0.0), "no {key}:\n{}", answer.body);
+        assert!(
+            s.get(&key).is_some_and(|n| *n > 0.0),
+            "no {key}:\n{}",
+            answer.body
+        );
     }
     assert_eq!(get(address, "/healthz").map(|a| a.status), Some(200));
     assert_eq!(get(address, "/readyz").map(|a| a.status), Some(200));
@@ -146,7 +164,10 @@ fn a_job_without_a_partition_is_not_ready_until_the_one_holding_it_stops() {
     // The holder stops; the other is assigned the partition and becomes ready.
     ready_job.signal("TERM");
     assert!(ready_job.wait(LIMIT).success());
-    assert!(get(ready, "/readyz").is_none(), "a stopped job's endpoint is closed");
+    assert!(
+        get(ready, "/readyz").is_none(),
+        "a stopped job's endpoint is closed"
+    );
     wait_for(waiting, "/readyz", LIMIT, |r| r.status == 200);
     drop(waiting_job);
 }

@@ -21,6 +21,7 @@ use crate::enrich::{enrich_batch, EventGraph};
 use crate::event::{format_ts, Event};
 use crate::features::{window_label, FeatureLayout};
 use crate::metrics::Metrics;
+use crate::observe::events::SnapshotPublished;
 use crate::reload::ActiveModel;
 use crate::result::{AggregateNames, Decision, Reason, ResultView};
 use crate::source::RawBatch;
@@ -320,29 +321,32 @@ impl Engine {
             offsets: clock.offsets.clone(),
         };
         if self.options.deterministic {
-            self.publish(pending);
+            let _published = self.publish(pending);
             None
         } else {
             Some(pending)
         }
     }
 
-    /// Builds and publishes a snapshot from drained changes.
-    pub fn publish(&self, pending: PendingSnapshot) {
+    /// Builds and publishes a snapshot from drained changes; counts it and returns the
+    /// event for the job's observer, `None` when it could not be built (logged).
+    pub fn publish(&self, pending: PendingSnapshot) -> Option<SnapshotPublished> {
         match self
             .snapshots
             .publish_changes(pending.changes, pending.watermark_ms, pending.offsets)
         {
             Ok(snapshot) => {
                 self.metrics.snapshots.fetch_add(1, Relaxed);
-                tracing::debug!(
-                    id = snapshot.id,
-                    changed_keys = snapshot.changed_keys,
-                    built_ms = snapshot.built_in.as_secs_f64() * 1000.0,
-                    "snapshot published"
-                );
+                Some(SnapshotPublished {
+                    id: snapshot.id,
+                    changed_keys: snapshot.changed_keys,
+                    built_in: snapshot.built_in,
+                })
             }
-            Err(err) => tracing::error!(error = %err, "snapshot not published"),
+            Err(err) => {
+                tracing::error!(error = %err, "snapshot not published");
+                None
+            }
         }
     }
 

@@ -119,6 +119,7 @@ async fn forward_kafka(args: &PassthroughArgs) -> anyhow::Result<u64> {
         config.pipeline.batch_timeout,
         usize::MAX / 2,
         usize::MAX / 2,
+        None,
     )?;
     let ack = source.acknowledger();
     let sink = Arc::new(KafkaSink::new(&config.kafka)?);

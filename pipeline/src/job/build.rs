@@ -12,6 +12,7 @@ use riskstream_graph::{
     GraphRecord, MemoryGraph, Neo4jGraph, Neo4jOptions,
 };
 use riskstream_inference::{DeviceChoice, Model};
+use tokio_util::sync::CancellationToken;
 
 use super::delivery::{Acknowledge, Outputs, Target};
 use super::state::Readiness;
@@ -22,6 +23,7 @@ use crate::engine::{Engine, EngineOptions};
 use crate::features::FeatureLayout;
 use crate::gen::GenOptions;
 use crate::metrics::Metrics;
+use crate::observe::{admin, GraphHealth, Observer};
 use crate::reload::{ActiveModel, ModelSlot, ModelWatcher, ThresholdOverrides};
 use crate::sink::{refuse_same_file, NamedPath};
 use crate::source::file::FileSource;
@@ -47,7 +49,24 @@ impl Job {
             .await?;
         }
         let metrics = Arc::new(Metrics::default());
-        let (source, input_path, generated_graph, acknowledger) = open_source(config, &options)?;
+        let observer = Observer::new(metrics.clone(), source_label(config, &options));
+        // The admin endpoint comes up first: a port in use fails before the slow start-up
+        // work, and probes see the job start (`/readyz` 503 until it runs).
+        let admin_stop = CancellationToken::new();
+        let admin = match config.admin.listen {
+            Some(address) => Some(
+                admin::serve(
+                    address,
+                    observer.clone(),
+                    admin_stop.clone().cancelled_owned(),
+                )
+                .await
+                .map_err(|e| BuildError::Admin(Box::new(e)))?,
+            ),
+            None => None,
+        };
+        let (source, input_path, generated_graph, acknowledger) =
+            open_source(config, &options, &observer)?;
         let graph = graph(
             config,
             options.graph.as_deref(),
@@ -102,8 +121,17 @@ impl Job {
             metrics.clone(),
         );
         let (reloads, reload_requests) = tokio::sync::mpsc::channel(4);
+        let engine = Arc::new(engine);
+        observer.attach_aggregates(engine.clone());
+        observer.attach_model(slot.clone());
+        if let Some(stats) = &graph.cache {
+            observer.attach_graph_cache(stats.clone());
+        }
+        // A graph that does not answer never stops scoring (events are scored without graph
+        // features, `graph.status` "unavailable"), so it degrades the job, never unreadies it.
+        observer.readiness().set_graph(GraphHealth::Answering);
         Ok(Job {
-            engine: Arc::new(engine),
+            engine,
             slot,
             source,
             acknowledgers: acknowledger.into_iter().collect(),
@@ -116,7 +144,10 @@ impl Job {
             reload_interval: config.model.reload_interval,
             reloads,
             reload_requests,
-            readiness: Arc::new(Readiness::default()),
+            readiness: Arc::new(Readiness::observed(observer.clone())),
+            observer,
+            admin,
+            _admin_stop: admin_stop.drop_guard(),
             sizes: Sizes {
                 batch_size: config.pipeline.batch_size,
                 channel_capacity: config.pipeline.channel_capacity,
@@ -136,7 +167,11 @@ type OpenedSource = (
 );
 
 /// The source that `options.input` or `source.kind` asks for.
-fn open_source(config: &Config, options: &JobOptions) -> Result<OpenedSource, BuildError> {
+fn open_source(
+    config: &Config,
+    options: &JobOptions,
+    observer: &Arc<Observer>,
+) -> Result<OpenedSource, BuildError> {
     let keep = config.dead_letter.max_payload_bytes;
     let max_bytes = config.source.max_event_bytes;
     let file = |path: &Path| -> Result<OpenedSource, BuildError> {
@@ -163,10 +198,20 @@ fn open_source(config: &Config, options: &JobOptions) -> Result<OpenedSource, Bu
                 config.pipeline.batch_timeout,
                 max_bytes,
                 keep,
+                Some(observer.clone()),
             )?;
             let acknowledger: Arc<dyn Acknowledge> = Arc::new(source.acknowledger());
             Ok((Box::new(source), None, None, Some(acknowledger)))
         }
+    }
+}
+
+/// The `source` label of `riskstream_input_records_total`: where `open_source` reads.
+fn source_label(config: &Config, options: &JobOptions) -> &'static str {
+    match (&options.input, config.source.kind) {
+        (Some(_), _) | (None, SourceKind::File) => "file",
+        (None, SourceKind::Generator) => "generator",
+        (None, SourceKind::Kafka) => "kafka",
     }
 }
 

@@ -21,7 +21,8 @@ use riskstream_config::Config;
 use super::BuildError;
 use crate::dead_letter::SourceRef;
 use crate::engine::{Engine, Scored, REASONS};
-use crate::metrics::Metrics;
+use crate::observe::events::{Emit, ResultsDelivered, StageTimed};
+use crate::observe::{Observer, Stage};
 use crate::result::{readable_reasons, Reason};
 use crate::sink::kafka::{BatchDelivery, DeadLetterHeaders, KafkaSink, KafkaSinkError};
 use crate::sink::{LineSink, SinkError};
@@ -106,6 +107,8 @@ struct InDelivery {
     scored: Scored,
     /// The batch's Kafka delivery reports; `None` when everything went to files.
     pending: Option<Arc<BatchDelivery>>,
+    /// When the batch was handed to the sinks: the deliver stage's time starts here.
+    sent: Instant,
 }
 
 impl Outputs {
@@ -214,7 +217,7 @@ pub(super) async fn sink(
     mut outputs: Outputs,
     engine: Arc<Engine>,
     acknowledgers: Arc<[Arc<dyn Acknowledge>]>,
-    metrics: Arc<Metrics>,
+    observer: Arc<Observer>,
     cancel: CancellationToken,
 ) -> Result<Delivered, tokio::task::JoinError> {
     let (del_tx, del_rx) = mpsc::channel::<InDelivery>(IN_FLIGHT_BATCHES);
@@ -222,7 +225,7 @@ pub(super) async fn sink(
         del_rx,
         outputs.kafka.clone(),
         acknowledgers.clone(),
-        metrics,
+        observer.clone(),
         cancel.clone(),
     ));
     let mut lines = Vec::with_capacity(1 << 20);
@@ -231,7 +234,14 @@ pub(super) async fn sink(
     while let Some(batch) = scored.recv().await {
         lines.clear();
         ends.clear();
+        let started = Instant::now();
         encode_results(&engine, &batch, &mut lines, &mut ends);
+        StageTimed {
+            stage: Stage::Encode,
+            took: started.elapsed(),
+        }
+        .emit(&observer);
+        let sent = Instant::now();
         let pending = match outputs.send(&batch, &lines, &ends).await {
             Ok(pending) => pending,
             Err(err) => {
@@ -243,6 +253,7 @@ pub(super) async fn sink(
         let batch = InDelivery {
             scored: batch,
             pending,
+            sent,
         };
         if del_tx.send(batch).await.is_err() {
             // The delivery task stopped on an error; it reports it below.
@@ -311,9 +322,10 @@ async fn deliver(
     mut rx: mpsc::Receiver<InDelivery>,
     kafka: Option<Arc<KafkaSink>>,
     acknowledgers: Arc<[Arc<dyn Acknowledge>]>,
-    metrics: Arc<Metrics>,
+    observer: Arc<Observer>,
     cancel: CancellationToken,
 ) -> (Histogram<u64>, Result<(), DeliveryError>) {
+    let metrics = observer.metrics().clone();
     let mut histogram = micros_histogram();
     let mut last_percentiles = Instant::now();
     while let Some(batch) = rx.recv().await {
@@ -328,12 +340,22 @@ async fn deliver(
             ack.delivered(&decoded.raw);
         }
         let now = Instant::now();
+        StageTimed {
+            stage: Stage::Deliver,
+            took: now.saturating_duration_since(batch.sent),
+        }
+        .emit(&observer);
         for &i in &decoded.records {
             let received = decoded.raw.records[i as usize].received;
-            let micros = now.saturating_duration_since(received).as_micros() as u64;
-            let _ = histogram.record(micros.max(1));
+            let latency = now.saturating_duration_since(received);
+            let _ = histogram.record((latency.as_micros() as u64).max(1));
+            observer.event_latency(latency);
         }
-        metrics.count_delivered(&batch.scored.decisions);
+        ResultsDelivered {
+            decisions: &batch.scored.decisions,
+            latencies: &[],
+        }
+        .emit(&observer);
         if last_percentiles.elapsed() >= Duration::from_millis(250) {
             metrics
                 .latency_p50_us

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use riskstream_graph::{CacheStats, CacheWarmer, GraphError};
+use riskstream_graph::{CacheStats, CacheWarmer, GraphError, WarmUp};
 
 pub use build::{
     aggregate_options, engine, generator_options, graph, kafka_topics, load_model, memory_graph,
@@ -52,6 +52,9 @@ pub use summary::{Decisions, GraphCacheSummary, Latency, RunSummary};
 use crate::aggregate::Snapshots;
 use crate::engine::{Engine, EngineError};
 use crate::metrics::Metrics;
+use crate::observe::admin::AdminServer;
+use crate::observe::events::{CacheWarmedUp, Emit, GraphStatusChanged};
+use crate::observe::{GraphHealth, Observer};
 use crate::reload::{ModelSlot, ModelWatcher, Reload};
 use crate::source::BlockingSource;
 use delivery::Outputs;
@@ -136,6 +139,8 @@ pub enum BuildError {
     Aggregate(#[source] Box<crate::aggregate::AggregateError>),
     #[error(transparent)]
     Sink(Box<crate::sink::SinkError>),
+    #[error(transparent)]
+    Admin(Box<crate::observe::admin::AdminError>),
 }
 
 /// `?` on the errors a build step returns; boxed, so that a `Result` of a build step stays
@@ -197,9 +202,25 @@ pub struct Job {
     reload_requests: mpsc::Receiver<Reload>,
     readiness: Arc<Readiness>,
     sizes: Sizes,
+    /// The job's metrics registry and readiness, served by the admin endpoint.
+    observer: Arc<Observer>,
+    /// The admin endpoint (`admin.listen`), when on.
+    admin: Option<AdminServer>,
+    /// Stops the admin endpoint when the job is dropped (after `run`, or unrun).
+    _admin_stop: tokio_util::sync::DropGuard,
 }
 
 impl Job {
+    /// The job's metrics and readiness, as the admin endpoint serves them.
+    pub fn observer(&self) -> Arc<Observer> {
+        self.observer.clone()
+    }
+
+    /// Where the admin endpoint listens, when `admin.listen` turned it on.
+    pub fn admin_address(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addr)
+    }
+
     /// The job's counters, updated while it runs.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
@@ -276,6 +297,9 @@ impl Job {
             reload_requests,
             readiness,
             sizes,
+            observer,
+            admin: _admin,
+            _admin_stop,
         } = self;
         // Held to the end: the watcher stops taking requests when every sender is gone.
         let _reloads = reloads;
@@ -291,7 +315,23 @@ impl Job {
         let refreshing = match graph_warmer {
             Some(warmer) => {
                 readiness.set(JobState::WarmingUp);
-                warmer.warm_up(cancel.cancelled()).await;
+                let asked = Instant::now();
+                match warmer.warm_up(cancel.cancelled()).await {
+                    WarmUp::Filled { stored, took } => CacheWarmedUp {
+                        entries: stored as u64,
+                        took,
+                    }
+                    .emit(&observer),
+                    WarmUp::Cold(err) => GraphStatusChanged {
+                        health: GraphHealth::Degraded,
+                        reason: Some(&err.to_string()),
+                    }
+                    .emit(&observer),
+                    WarmUp::Stopped => tracing::debug!(
+                        waited_ms = asked.elapsed().as_secs_f64() * 1000.0,
+                        "graph cache warm-up stopped by shutdown"
+                    ),
+                }
                 Some(warmer.spawn_refresh(cancel.clone().cancelled_owned()))
             }
             None => None,
@@ -304,14 +344,20 @@ impl Job {
         if !cancel.is_cancelled() {
             readiness.set(JobState::Running);
         }
-        let (topology, scored) =
-            Topology::start(source, engine.clone(), slot, sizes, cancel.clone())?;
+        let (topology, scored) = Topology::start(
+            source,
+            engine.clone(),
+            slot,
+            sizes,
+            observer.clone(),
+            cancel.clone(),
+        )?;
         let delivered = delivery::sink(
             scored,
             outputs,
             engine.clone(),
             acknowledgers.into(),
-            metrics.clone(),
+            observer,
             cancel.clone(),
         )
         .await;

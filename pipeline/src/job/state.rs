@@ -1,6 +1,9 @@
 //! Where a job is in its life, readable from outside while it runs (a readiness probe).
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use crate::observe::Observer;
 
 /// The phases of a job, in the order it goes through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -19,18 +22,35 @@ pub enum JobState {
 }
 
 /// The job's current [`JobState`]; written by the job, read by anyone without locks.
+/// Each change is also told to the job's observer, whose `/readyz` answers 200 only while
+/// the job is [`JobState::Running`].
 #[derive(Debug)]
-pub struct Readiness(AtomicU8);
+pub struct Readiness {
+    state: AtomicU8,
+    observer: Option<Arc<Observer>>,
+}
 
 impl Default for Readiness {
     fn default() -> Self {
-        Readiness(AtomicU8::new(JobState::Built as u8))
+        Readiness {
+            state: AtomicU8::new(JobState::Built as u8),
+            observer: None,
+        }
     }
 }
 
 impl Readiness {
+    /// Built, and telling `observer` whether the job is running.
+    pub(super) fn observed(observer: Arc<Observer>) -> Readiness {
+        observer.readiness().set_running(false);
+        Readiness {
+            observer: Some(observer),
+            ..Readiness::default()
+        }
+    }
+
     pub fn state(&self) -> JobState {
-        match self.0.load(Ordering::Acquire) {
+        match self.state.load(Ordering::Acquire) {
             0 => JobState::Built,
             1 => JobState::WarmingUp,
             2 => JobState::Running,
@@ -40,7 +60,10 @@ impl Readiness {
     }
 
     pub(super) fn set(&self, state: JobState) {
-        self.0.store(state as u8, Ordering::Release);
+        self.state.store(state as u8, Ordering::Release);
+        if let Some(observer) = &self.observer {
+            observer.readiness().set_running(state == JobState::Running);
+        }
     }
 }
 

@@ -17,6 +17,8 @@ use crate::aggregate::EventAggregates;
 use crate::engine::{
     Decoded, Engine, EngineError, Enriched, FeatureBuffers, Scored, SnapshotClock,
 };
+use crate::observe::events::{Emit, StageTimed};
+use crate::observe::{Observer, Stage};
 use crate::reload::ModelSlot;
 use crate::source::{BlockingSource, RawBatch, SourceError};
 
@@ -64,6 +66,7 @@ impl Topology {
         engine: Arc<Engine>,
         slot: ModelSlot,
         sizes: Sizes,
+        observer: Arc<Observer>,
         cancel: CancellationToken,
     ) -> Result<(Topology, mpsc::Receiver<Scored>), RunError> {
         let capacity = sizes.channel_capacity.max(1);
@@ -80,15 +83,15 @@ impl Topology {
             cancel,
         )
         .map_err(RunError::Thread)?;
-        let decode = tokio::spawn(decode(engine.clone(), raw_rx, dec_tx));
-        let aggregate = tokio::spawn(aggregate(engine.clone(), dec_rx, agg_tx));
+        let decode = tokio::spawn(decode(engine.clone(), observer.clone(), raw_rx, dec_tx));
+        let aggregate = tokio::spawn(aggregate(engine.clone(), observer.clone(), dec_rx, agg_tx));
         // Batches are enriched concurrently, at most GRAPH_BATCHES_IN_FLIGHT at a time, and
         // passed on in the order they came: a batch waiting for a remote graph (up to its
         // deadline) does not hold back the batches behind it.
         let (ordered_tx, ordered_rx) = mpsc::channel(GRAPH_BATCHES_IN_FLIGHT);
         let enrich = tokio::spawn(enrich(engine.clone(), agg_rx, ordered_tx));
-        let enrich_order = tokio::spawn(enrich_in_order(ordered_rx, enr_tx));
-        let score = tokio::spawn(score(engine, slot, enr_rx, sco_tx));
+        let enrich_order = tokio::spawn(enrich_in_order(observer.clone(), ordered_rx, enr_tx));
+        let score = tokio::spawn(score(engine, observer, slot, enr_rx, sco_tx));
         let topology = Topology {
             source,
             decode,
@@ -170,9 +173,26 @@ fn spawn_source(
         })
 }
 
-async fn decode(engine: Arc<Engine>, mut rx: mpsc::Receiver<RawBatch>, tx: mpsc::Sender<Decoded>) {
+/// Records how long one micro-batch spent in `stage`, from `since`.
+fn timed(observer: &Observer, stage: Stage, since: Instant) {
+    StageTimed {
+        stage,
+        took: since.elapsed(),
+    }
+    .emit(observer);
+}
+
+async fn decode(
+    engine: Arc<Engine>,
+    observer: Arc<Observer>,
+    mut rx: mpsc::Receiver<RawBatch>,
+    tx: mpsc::Sender<Decoded>,
+) {
     while let Some(raw) = rx.recv().await {
-        if tx.send(engine.decode(raw)).await.is_err() {
+        let started = Instant::now();
+        let decoded = engine.decode(raw);
+        timed(&observer, Stage::Decode, started);
+        if tx.send(decoded).await.is_err() {
             break;
         }
     }
@@ -180,6 +200,7 @@ async fn decode(engine: Arc<Engine>, mut rx: mpsc::Receiver<RawBatch>, tx: mpsc:
 
 async fn aggregate(
     engine: Arc<Engine>,
+    observer: Arc<Observer>,
     mut rx: mpsc::Receiver<Decoded>,
     tx: mpsc::Sender<(Decoded, Vec<EventAggregates>)>,
 ) {
@@ -188,13 +209,19 @@ async fn aggregate(
     // stage only pays for copying the changed keys.
     let mut building: Option<JoinHandle<()>> = None;
     while let Some(decoded) = rx.recv().await {
+        let started = Instant::now();
         let aggs = engine.aggregate(&decoded.events);
+        timed(&observer, Stage::Aggregate, started);
         if let Some(pending) = engine.maybe_snapshot(&decoded, &mut clock) {
             if let Some(previous) = building.take() {
                 let _ = previous.await;
             }
-            let engine = engine.clone();
-            building = Some(tokio::task::spawn_blocking(move || engine.publish(pending)));
+            let (engine, observer) = (engine.clone(), observer.clone());
+            building = Some(tokio::task::spawn_blocking(move || {
+                if let Some(published) = engine.publish(pending) {
+                    published.emit(&observer);
+                }
+            }));
         }
         if tx.send((decoded, aggs)).await.is_err() {
             break;
@@ -234,6 +261,7 @@ async fn enrich(
 
 /// Passes enriched batches on in the order they were read, recording each one's graph wait.
 async fn enrich_in_order(
+    observer: Arc<Observer>,
     mut ordered: mpsc::Receiver<JoinHandle<(Enriched, Duration)>>,
     tx: mpsc::Sender<Enriched>,
 ) -> Result<Histogram<u64>, JoinError> {
@@ -241,6 +269,11 @@ async fn enrich_in_order(
     while let Some(task) = ordered.recv().await {
         let (enriched, waited) = task.await?;
         let _ = waits.record(waited.as_micros().max(1) as u64);
+        StageTimed {
+            stage: Stage::Enrich,
+            took: waited,
+        }
+        .emit(&observer);
         if tx.send(enriched).await.is_err() {
             break;
         }
@@ -250,6 +283,7 @@ async fn enrich_in_order(
 
 async fn score(
     engine: Arc<Engine>,
+    observer: Arc<Observer>,
     slot: ModelSlot,
     mut rx: mpsc::Receiver<Enriched>,
     tx: mpsc::Sender<Scored>,
@@ -258,7 +292,9 @@ async fn score(
     while let Some(enriched) = rx.recv().await {
         // One model per batch: a swap lands between batches, never inside one.
         let active = slot.load_full();
+        let started = Instant::now();
         let scored = engine.score_active(&active, enriched, &mut buffers)?;
+        timed(&observer, Stage::Score, started);
         if tx.send(scored).await.is_err() {
             break;
         }

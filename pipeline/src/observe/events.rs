@@ -118,11 +118,11 @@ impl Emit for StageTimed {
     }
 }
 
-/// An aggregate snapshot was published.
+/// An aggregate snapshot was published. [`Engine::publish`](crate::engine::Engine::publish)
+/// returns it (and counts it in `Metrics::snapshots`, which the summary reads too).
 #[derive(Debug, Clone, Copy)]
 pub struct SnapshotPublished {
     pub id: u64,
-    pub keys: usize,
     pub changed_keys: usize,
     pub built_in: Duration,
 }
@@ -130,13 +130,11 @@ pub struct SnapshotPublished {
 impl Emit for SnapshotPublished {
     fn emit(self, observer: &Observer) {
         let values = observer.values();
-        values.metrics.snapshots.fetch_add(1, Relaxed);
         values.snapshot_id.store(self.id, Relaxed);
         let now = u64::try_from(values.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
         values.snapshot_published_ns.store(now, Relaxed);
         tracing::debug!(
             id = self.id,
-            keys = self.keys,
             changed_keys = self.changed_keys,
             built_in_ms = self.built_in.as_secs_f64() * 1000.0,
             "snapshot published"

@@ -128,6 +128,9 @@ pub(crate) struct Values {
     pub(crate) epoch: Instant,
     pub(crate) aggregates: OnceLock<Arc<dyn AggregateView>>,
     pub(crate) graph_cache: OnceLock<Arc<CacheStats>>,
+    /// The job's model slot: `riskstream_model_info` shows the version scoring now, hot
+    /// swaps included.
+    pub(crate) model: OnceLock<crate::reload::ModelSlot>,
 }
 
 impl Observer {
@@ -153,6 +156,7 @@ impl Observer {
             epoch: Instant::now(),
             aggregates: OnceLock::new(),
             graph_cache: OnceLock::new(),
+            model: OnceLock::new(),
         });
         let mut registry = Registry::with_prefix("riskstream");
         let collector: Box<dyn Collector> = Box::new(prometheus::Scrape(values.clone()));
@@ -180,6 +184,14 @@ impl Observer {
     /// Makes the graph cache's hit and miss counters visible. Only the first call counts.
     pub fn attach_graph_cache(&self, stats: Arc<CacheStats>) {
         let _ = self.values.graph_cache.set(stats);
+    }
+
+    /// Makes the scoring model's version visible (`riskstream_model_info{version}`),
+    /// following hot swaps, and counts the model as loaded for readiness. Only the first
+    /// call counts.
+    pub fn attach_model(&self, slot: crate::reload::ModelSlot) {
+        self.values.readiness.set_model_loaded(true);
+        let _ = self.values.model.set(slot);
     }
 
     /// The aggregate state, once attached.

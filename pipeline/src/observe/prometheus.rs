@@ -349,7 +349,11 @@ impl Collector for Scrape {
                 now.saturating_sub(published) as f64 / 1e9,
             )?;
         }
-        if let Some(version) = v.model_version.load_full() {
+        let scoring = v
+            .model
+            .get()
+            .map(|slot| Arc::new(slot.load().version.to_string()));
+        if let Some(version) = scoring.or_else(|| v.model_version.load_full()) {
             let mut family = enc.encode_descriptor(
                 "model_info",
                 "The model that scores events: 1 for its version.",

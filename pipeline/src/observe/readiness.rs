@@ -41,6 +41,10 @@ impl GraphHealth {
 /// Why the job is not ready; its `Display` is the one line `/readyz` answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NotReady {
+    #[error(
+        "the job is not processing events (starting, warming up the graph cache, or draining)"
+    )]
+    NotRunning,
     #[error("model not loaded yet")]
     ModelNotLoaded,
     #[error("graph has not answered yet")]
@@ -61,6 +65,8 @@ pub enum NotReady {
 #[derive(Debug)]
 pub struct Readiness {
     uses_kafka: bool,
+    /// The job is in its running phase; true from the start for an observer without a job.
+    running: AtomicBool,
     model_loaded: AtomicBool,
     graph: AtomicU8,
     partitions_assigned: AtomicBool,
@@ -72,11 +78,18 @@ impl Readiness {
     pub fn new(uses_kafka: bool) -> Readiness {
         Readiness {
             uses_kafka,
+            running: AtomicBool::new(true),
             model_loaded: AtomicBool::new(false),
             graph: AtomicU8::new(GraphHealth::Unknown as u8),
             partitions_assigned: AtomicBool::new(false),
             source_stalled: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the job is reading and processing events (a job sets this as it goes
+    /// through its phases: not before the graph cache is warm, not while draining).
+    pub fn set_running(&self, running: bool) {
+        self.running.store(running, Relaxed);
     }
 
     pub fn set_model_loaded(&self, loaded: bool) {
@@ -102,6 +115,9 @@ impl Readiness {
 
     /// `Ok` when ready, else the first reason it is not, in the order of the definition.
     pub fn check(&self) -> Result<(), NotReady> {
+        if !self.running.load(Relaxed) {
+            return Err(NotReady::NotRunning);
+        }
         if !self.model_loaded.load(Relaxed) {
             return Err(NotReady::ModelNotLoaded);
         }
@@ -153,5 +169,17 @@ mod tests {
         r.set_source_stalled(false);
         r.set_partitions_assigned(false);
         assert_eq!(r.check(), Err(NotReady::NoPartitions));
+    }
+
+    #[test]
+    fn a_job_that_is_not_running_is_not_ready_whatever_else_holds() {
+        let r = Readiness::new(false);
+        r.set_model_loaded(true);
+        r.set_graph(GraphHealth::Answering);
+        assert_eq!(r.check(), Ok(()));
+        r.set_running(false);
+        assert_eq!(r.check(), Err(NotReady::NotRunning));
+        r.set_running(true);
+        assert_eq!(r.check(), Ok(()));
     }
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -29,6 +30,8 @@ use riskstream_config::{AutoOffsetReset, KafkaConfig};
 
 use super::{BlockingSource, RawBatch, SourceError};
 use crate::kafka::{client_config, describe, KafkaSetupError};
+use crate::observe::events::{Emit, RebalanceChange, Rebalanced};
+use crate::observe::Observer;
 
 /// How long a revoke waits for the revoked partitions' in-flight records to be delivered.
 /// Below the group's default `max.poll.interval.ms` (5 minutes) so the member never gets
@@ -113,12 +116,35 @@ impl InFlight {
     }
 }
 
-/// The consumer's callbacks: finishing in-flight work on revoke, logging librdkafka.
+/// The consumer's callbacks: finishing in-flight work on revoke, logging librdkafka, and
+/// telling the job's observer about rebalances and consumer lag.
 pub struct SourceContext {
     in_flight: Arc<InFlight>,
+    observer: Option<Arc<Observer>>,
+}
+
+impl SourceContext {
+    fn rebalanced(&self, change: RebalanceChange, partitions: &[(String, i32)], now: usize) {
+        let Some(observer) = &self.observer else {
+            return;
+        };
+        let partitions: Vec<String> = partitions.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+        Rebalanced {
+            change,
+            partitions: &partitions.join(", "),
+            assigned_now: now,
+        }
+        .emit(observer);
+    }
 }
 
 impl ClientContext for SourceContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(observer) = &self.observer {
+            observer.record_consumer_stats(statistics);
+        }
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         crate::kafka::log(level, fac, log_message);
     }
@@ -152,20 +178,31 @@ impl ConsumerContext for SourceContext {
         }
         commit_stored(consumer);
         self.in_flight.forget(&revoked);
+        let still = consumer
+            .assignment()
+            .map_or(0, |tpl| tpl.count().saturating_sub(revoked.len()));
+        self.rebalanced(RebalanceChange::Revoked, &revoked, still);
         if let Ok(mut list) = self.in_flight.revoked.lock() {
             list.extend(revoked);
         }
         self.in_flight.revocations.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let assigned: Vec<(String, i32)> = tpl
                 .elements()
                 .iter()
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect();
-            tracing::info!(partitions = ?assigned, "partitions assigned");
+            let now = consumer
+                .assignment()
+                .map_or(assigned.len(), |tpl| tpl.count());
+            if self.observer.is_some() {
+                self.rebalanced(RebalanceChange::Assigned, &assigned, now);
+            } else {
+                tracing::info!(partitions = ?assigned, "partitions assigned");
+            }
         }
     }
 }
@@ -268,6 +305,7 @@ impl KafkaSource {
         batch_timeout: Duration,
         max_bytes: usize,
         keep: usize,
+        observer: Option<Arc<Observer>>,
     ) -> Result<Self, KafkaSetupError> {
         let mut config = client_config(kafka);
         config
@@ -287,6 +325,11 @@ impl KafkaSource {
             // Stored offsets reach the broker within a second (librdkafka's default is
             // 5 s): after a crash, at most about a second of delivered events is redone.
             ("auto.commit.interval.ms", "1000"),
+            // Consumer lag for `/metrics` (riskstream_kafka_consumer_lag), every 5 s.
+            (
+                "statistics.interval.ms",
+                if observer.is_some() { "5000" } else { "0" },
+            ),
         ] {
             if !kafka.properties.contains_key(name) {
                 config.set(name, value);
@@ -297,6 +340,7 @@ impl KafkaSource {
         let consumer: SourceConsumer = config
             .create_with_context(SourceContext {
                 in_flight: in_flight.clone(),
+                observer,
             })
             .map_err(|source| KafkaSetupError::client("consumer", kafka, &source))?;
         let topics: Vec<&str> = kafka.input_topics.iter().map(String::as_str).collect();
