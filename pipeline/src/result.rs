@@ -746,6 +746,11 @@ mod tests {
         assert_eq!(json["latency_ms"], 1.5);
     }
 
+    /// One key's values: (count, sum in cents) per window, distinct counterparties, late.
+    type Key = (Vec<(u32, u64)>, u32, bool);
+    /// Hops and path of the nearest flagged entity.
+    type Nearest = (Option<u32>, Vec<String>);
+
     /// One result's inputs, generated: everything the encoder reads from the stages.
     #[derive(Debug, Clone)]
     struct Inputs {
@@ -754,8 +759,8 @@ mod tests {
         decision: Decision,
         reasons: Vec<(String, String, f32, f32)>,
         labels: Vec<String>,
-        keys: Vec<Option<(Vec<(u32, u64)>, u32, bool)>>,
-        graph: (GraphStatus, Option<(Option<u32>, Vec<String>)>, u32),
+        keys: Vec<Option<Key>>,
+        graph: (GraphStatus, Option<Nearest>, u32),
         model_version: String,
         snapshot_id: u64,
         source: (String, i32, i64),
