@@ -540,12 +540,12 @@ impl<'de, 'a> Visitor<'de> for KeyAggregatesVisitor<'a> {
                 }),
                 (None, _) => {
                     return Err(de::Error::custom(format_args!(
-                        "window `{window}` has a sum but no count_{window}"
+                        "window {window:?} has a sum but no count"
                     )))
                 }
                 (_, None) => {
                     return Err(de::Error::custom(format_args!(
-                        "window `{window}` has a count but no sum_{window}"
+                        "window {window:?} has a count but no sum"
                     )))
                 }
             }
@@ -1000,7 +1000,11 @@ mod tests {
             .unwrap()
             .remove("sum_1m");
         let err = ResultRecord::from_json(half.to_string().as_bytes()).unwrap_err();
-        assert!(err.to_string().contains("no sum_1m"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("window \"1m\" has a count but no sum"),
+            "{err}"
+        );
         let mut status = json;
         status["graph"]["status"] = serde_json::json!("maybe");
         assert!(ResultRecord::from_json(status.to_string().as_bytes()).is_err());

@@ -225,10 +225,12 @@ fn query(args: ResultsArgs) -> anyhow::Result<()> {
             Ok(Some(record)) => record,
             Ok(None) => continue,
             Err(err) => {
+                // The reason may quote the message's text.
                 eprintln!(
-                    "warning: partition {} offset {} is not a riskstream result ({err}); skipped",
+                    "warning: partition {} offset {} is not a riskstream result ({}); skipped",
                     message.partition(),
-                    message.offset()
+                    message.offset(),
+                    printable(&err.to_string())
                 );
                 continue;
             }
