@@ -13,7 +13,7 @@ use riskstream_graph::{GraphAnswer, GraphEnricher};
 use crate::event::Event;
 
 /// Whether the event got graph features.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GraphStatus {
     /// The graph answered.

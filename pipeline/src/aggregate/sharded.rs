@@ -70,6 +70,13 @@ pub struct EventAggregates {
 }
 
 impl EventAggregates {
+    /// Aggregates of the given values, for tests of what is built on them.
+    #[cfg(test)]
+    pub(crate) fn with(mut self, kind: EntityKind, values: Option<KeyValues>) -> Self {
+        self.by_kind[kind_index(kind)] = values;
+        self
+    }
+
     /// The values for one kind; `None` when the kind is not configured or the event has no
     /// such key (e.g. no `device_id`).
     pub fn get(&self, kind: EntityKind) -> Option<&KeyValues> {

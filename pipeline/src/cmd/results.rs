@@ -6,6 +6,7 @@
 //! `--from/--to` select by event time; start offsets come from the broker's time index
 //! (`offsets_for_times`), so a narrow range does not read the whole topic.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use riskstream_config::Config;
 use riskstream_pipeline::kafka::{client_config, LogContext, START_TIMEOUT};
+use riskstream_pipeline::result::{Decision, ResultRecord};
 use riskstream_pipeline::time::{parse_period, parse_time};
 
 /// Options of `riskstream results`.
@@ -62,12 +64,12 @@ pub enum DecisionArg {
     Block,
 }
 
-impl DecisionArg {
-    fn as_str(self) -> &'static str {
-        match self {
-            DecisionArg::Allow => "allow",
-            DecisionArg::Review => "review",
-            DecisionArg::Block => "block",
+impl From<DecisionArg> for Decision {
+    fn from(arg: DecisionArg) -> Decision {
+        match arg {
+            DecisionArg::Allow => Decision::Allow,
+            DecisionArg::Review => Decision::Review,
+            DecisionArg::Block => Decision::Block,
         }
     }
 }
@@ -80,25 +82,55 @@ pub enum Format {
     Table,
 }
 
-/// The fields the filters and the table need.
-#[derive(serde::Deserialize)]
-struct Fields<'a> {
-    #[serde(borrow)]
-    event_id: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    account_id: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    ts: std::borrow::Cow<'a, str>,
-    score: f64,
-    #[serde(borrow)]
-    decision: std::borrow::Cow<'a, str>,
-    #[serde(default)]
-    reasons: Vec<ReasonField>,
+/// Which results a query shows.
+#[derive(Debug, Clone, Copy, Default)]
+struct Filter<'a> {
+    account: Option<&'a str>,
+    decision: Option<Decision>,
 }
 
-#[derive(serde::Deserialize)]
-struct ReasonField {
-    feature: String,
+impl Filter<'_> {
+    /// Whether `record` is shown. A decision that names none ([`ResultRecord`] keeps it as
+    /// found) never matches `--decision`.
+    fn matches(&self, record: &ResultRecord<'_>) -> bool {
+        self.account.is_none_or(|a| a == record.account_id)
+            && self
+                .decision
+                .is_none_or(|d| record.decision.decision() == Some(d))
+    }
+}
+
+/// Reads one message of the results topic through the typed record: `Ok(None)` when the
+/// filter leaves it out, an error saying why when it is not a result.
+fn select(
+    payload: &[u8],
+    filter: &Filter<'_>,
+) -> Result<Option<ResultRecord<'static>>, serde_json::Error> {
+    let record = ResultRecord::from_json(payload)?;
+    Ok(filter.matches(&record).then_some(record))
+}
+
+/// Text from the topic as the table shows it: control characters escaped, so that a
+/// crafted result cannot send escape sequences to the terminal.
+fn printable(text: &str) -> Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        Cow::Owned(text.chars().flat_map(char::escape_debug).collect())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// One result as a table row (no newline); an unknown decision is shown quoted.
+fn table_row(record: &ResultRecord<'_>) -> String {
+    format!(
+        "{:<24} {:<20} {:<14} {:>6.3} {:<7} {}",
+        printable(&record.ts),
+        printable(&record.event_id),
+        printable(&record.account_id),
+        record.score,
+        record.decision.shown(),
+        printable(record.reasons.first().map_or("", |r| r.feature.as_ref()))
+    )
 }
 
 pub async fn results(args: ResultsArgs) -> anyhow::Result<()> {
@@ -155,6 +187,10 @@ fn query(args: ResultsArgs) -> anyhow::Result<()> {
             "ts", "event_id", "account_id", "score", "decision"
         )?;
     }
+    let filter = Filter {
+        account: args.account.as_deref(),
+        decision: args.decision.map(Decision::from),
+    };
     let mut shown = 0u64;
     let mut eofs = std::collections::HashSet::new();
     while args.follow || eofs.len() < partitions {
@@ -185,36 +221,23 @@ fn query(args: ResultsArgs) -> anyhow::Result<()> {
         let Some(payload) = message.payload() else {
             continue;
         };
-        let Ok(fields) = serde_json::from_slice::<Fields<'_>>(payload) else {
-            eprintln!(
-                "warning: partition {} offset {} is not a riskstream result; skipped",
-                message.partition(),
-                message.offset()
-            );
-            continue;
+        let record = match select(payload, &filter) {
+            Ok(Some(record)) => record,
+            Ok(None) => continue,
+            Err(err) => {
+                // The reason may quote the message's text.
+                eprintln!(
+                    "warning: partition {} offset {} is not a riskstream result ({}); skipped",
+                    message.partition(),
+                    message.offset(),
+                    printable(&err.to_string())
+                );
+                continue;
+            }
         };
-        if args
-            .account
-            .as_deref()
-            .is_some_and(|a| a != fields.account_id)
-        {
-            continue;
-        }
-        if args.decision.is_some_and(|d| d.as_str() != fields.decision) {
-            continue;
-        }
         shown += 1;
         if table {
-            writeln!(
-                out,
-                "{:<24} {:<20} {:<14} {:>6.3} {:<7} {}",
-                fields.ts,
-                fields.event_id,
-                fields.account_id,
-                fields.score,
-                fields.decision,
-                fields.reasons.first().map_or("", |r| r.feature.as_str())
-            )?;
+            writeln!(out, "{}", table_row(&record))?;
         } else {
             out.write_all(payload)?;
             out.write_all(b"\n")?;
@@ -259,4 +282,67 @@ fn start_offsets(
             .with_context(|| format!("cannot look up offsets by time in topic `{topic}`"))?;
     }
     Ok(tpl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(account: &str, decision: &str) -> String {
+        format!(
+            r#"{{"schema_version":1,"event_id":"e-1","account_id":"{account}","ts":"2026-11-22T10:00:00.000Z","score":0.5,"decision":"{decision}","reasons":[],"aggregates":{{}},"graph":{{"status":"ok","hops":null,"path":[],"flagged_nearby":0}},"model_version":"v1","snapshot_id":1,"source":{{"topic":"events","partition":0,"offset":0}},"processed_at":"2026-11-22T10:00:01.000Z","latency_ms":1.0,"added_later":{{"x":1}}}}"#
+        )
+    }
+
+    #[test]
+    fn results_are_selected_by_account_and_decision() {
+        let filter = Filter {
+            account: Some("A-1"),
+            decision: Some(Decision::Review),
+        };
+        assert!(select(line("A-1", "review").as_bytes(), &filter)
+            .unwrap()
+            .is_some());
+        assert!(select(line("A-2", "review").as_bytes(), &filter)
+            .unwrap()
+            .is_none());
+        assert!(select(line("A-1", "block").as_bytes(), &filter)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn an_unknown_decision_is_shown_quoted_and_never_matches_a_decision_filter() {
+        let crafted = line("A-1", "\\u001b[2Jblock");
+        for decision in [Decision::Allow, Decision::Review, Decision::Block] {
+            let filter = Filter {
+                decision: Some(decision),
+                ..Filter::default()
+            };
+            assert!(select(crafted.as_bytes(), &filter).unwrap().is_none());
+        }
+        let record = select(crafted.as_bytes(), &Filter::default())
+            .unwrap()
+            .expect("shown without a decision filter");
+        let row = table_row(&record);
+        assert!(!row.contains('\u{1b}'), "{row:?}");
+        assert!(row.contains("\"\\u{1b}[2Jblock\""), "{row:?}");
+    }
+
+    #[test]
+    fn a_message_that_is_not_a_result_says_why() {
+        let err = select(br#"{"event_id":"e-1"}"#, &Filter::default()).unwrap_err();
+        assert!(err.to_string().contains("missing field"), "{err}");
+        assert!(select(b"not json", &Filter::default()).is_err());
+    }
+
+    #[test]
+    fn control_characters_from_the_topic_are_escaped_in_the_table() {
+        let record = select(line("A-\\u0007", "allow").as_bytes(), &Filter::default())
+            .unwrap()
+            .unwrap();
+        let row = table_row(&record);
+        assert!(!row.contains('\u{7}'), "{row:?}");
+        assert!(row.contains("A-\\u{7}"), "{row:?}");
+    }
 }

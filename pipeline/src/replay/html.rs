@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use serde_json::Value;
-
 use crate::decode::parse_ts;
+use crate::enrich::GraphStatus;
+use crate::result::{Decision, Reason, RecordDecision};
 
 use super::report::{EventReport, Report};
 
@@ -41,18 +41,24 @@ fn esc(text: &str) -> String {
     out
 }
 
-fn score_text(score: &Value) -> String {
-    score
-        .as_f64()
-        .map_or_else(|| "–".to_string(), |s| format!("{s:.4}"))
+fn score_text(score: f32) -> String {
+    if score.is_finite() {
+        format!("{score:.4}")
+    } else {
+        "–".to_string()
+    }
 }
 
-fn decision_color(decision: &str) -> &'static str {
+fn decision_color(decision: Option<Decision>) -> &'static str {
     match decision {
-        "block" => BLOCK,
-        "review" => REVIEW,
+        Some(Decision::Block) => BLOCK,
+        Some(Decision::Review) => REVIEW,
         _ => ALLOW,
     }
+}
+
+fn is_block(decision: &RecordDecision) -> bool {
+    decision.decision() == Some(Decision::Block)
 }
 
 /// Renders the whole page.
@@ -120,7 +126,7 @@ pub fn render(report: &Report) -> String {
     let blocked: Vec<&EventReport> = report
         .events
         .iter()
-        .filter(|e| e.replayed.decision == "block")
+        .filter(|e| is_block(&e.replayed.decision))
         .collect();
     let _ = write!(
         page,
@@ -197,15 +203,16 @@ fn decisions_table(report: &Report) -> String {
     let mut out = String::from(
         "<table class=\"decisions\"><thead><tr><th></th><th>published</th><th>replayed</th></tr></thead><tbody>",
     );
-    for (name, before, after) in [
-        ("allow", s.published.allow, s.replayed.allow),
-        ("review", s.published.review, s.replayed.review),
-        ("block", s.published.block, s.replayed.block),
+    for (decision, before, after) in [
+        (Decision::Allow, s.published.allow, s.replayed.allow),
+        (Decision::Review, s.published.review, s.replayed.review),
+        (Decision::Block, s.published.block, s.replayed.block),
     ] {
         let _ = write!(
             out,
-            "<tr><th><span class=\"dot\" style=\"background:{}\"></span>{name}</th><td>{before}</td><td>{after}</td></tr>",
-            decision_color(name)
+            "<tr><th><span class=\"dot\" style=\"background:{}\"></span>{}</th><td>{before}</td><td>{after}</td></tr>",
+            decision_color(Some(decision)),
+            decision.as_str()
         );
     }
     out.push_str("</tbody></table>");
@@ -235,13 +242,13 @@ fn time_chart(report: &Report) -> String {
     for e in &report.events {
         let Ok(ts) = parse_ts(&e.ts) else { continue };
         let b = (((ts - from) / bucket_ms).max(0) as usize).min(buckets - 1);
-        let k = match e.replayed.decision.as_str() {
-            "block" => 2,
-            "review" => 1,
+        let k = match e.replayed.decision.decision() {
+            Some(Decision::Block) => 2,
+            Some(Decision::Review) => 1,
             _ => 0,
         };
         counts[b][k] += 1;
-        if e.published.as_ref().is_some_and(|p| p.decision == "block") {
+        if e.published.as_ref().is_some_and(|p| is_block(&p.decision)) {
             published_blocks[b] += 1;
         }
     }
@@ -358,11 +365,11 @@ fn score_chart(report: &Report) -> String {
     let mut replayed = [0u64; SCORE_BINS];
     let bin = |score: f64| ((score * SCORE_BINS as f64) as usize).min(SCORE_BINS - 1);
     for e in &report.events {
-        if let Some(s) = e.replayed.score.as_f64() {
-            replayed[bin(s.clamp(0.0, 1.0))] += 1;
+        if e.replayed.score.is_finite() {
+            replayed[bin(f64::from(e.replayed.score).clamp(0.0, 1.0))] += 1;
         }
-        if let Some(s) = e.published.as_ref().and_then(|p| p.score.as_f64()) {
-            published[bin(s.clamp(0.0, 1.0))] += 1;
+        if let Some(p) = e.published.as_ref().filter(|p| p.score.is_finite()) {
+            published[bin(f64::from(p.score).clamp(0.0, 1.0))] += 1;
         }
     }
     let max = published
@@ -415,16 +422,17 @@ fn score_chart(report: &Report) -> String {
             h - 8.0
         );
     }
-    for (t, class) in [
-        (report.input.thresholds[0], "review"),
-        (report.input.thresholds[1], "block"),
+    for (t, decision) in [
+        (report.input.thresholds[0], Decision::Review),
+        (report.input.thresholds[1], Decision::Block),
     ] {
+        let class = decision.as_str();
         let x = left + f64::from(t).clamp(0.0, 1.0) * (w - left - 10.0);
         let _ = write!(
             svg,
             "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{:.1}\" stroke=\"{}\" stroke-dasharray=\"3 3\"><title>{class} threshold {t}</title></line>",
             top + plot_h,
-            decision_color(class)
+            decision_color(Some(decision))
         );
     }
     svg.push_str("</svg>");
@@ -436,8 +444,8 @@ fn score_chart(report: &Report) -> String {
 fn accounts_chart(report: &Report) -> String {
     let mut blocks: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for e in &report.events {
-        let replayed = e.replayed.decision == "block";
-        let published = e.published.as_ref().is_some_and(|p| p.decision == "block");
+        let replayed = is_block(&e.replayed.decision);
+        let published = e.published.as_ref().is_some_and(|p| is_block(&p.decision));
         if replayed || published {
             let entry = blocks.entry(&e.account_id).or_default();
             entry.0 += u64::from(published);
@@ -502,13 +510,14 @@ fn accounts_chart(report: &Report) -> String {
     svg
 }
 
-fn top_reason(reasons: &Value) -> String {
-    reasons
-        .as_array()
-        .and_then(|r| r.first())
-        .and_then(|r| r["name"].as_str().or(r["feature"].as_str()))
-        .unwrap_or("")
-        .to_string()
+fn top_reason(reasons: &[Reason<'_>]) -> String {
+    reasons.first().map_or_else(String::new, |r| {
+        if r.name.is_empty() {
+            r.feature.to_string()
+        } else {
+            r.name.to_string()
+        }
+    })
 }
 
 fn changed_table(changed: &[&EventReport]) -> String {
@@ -526,12 +535,12 @@ fn changed_table(changed: &[&EventReport]) -> String {
             esc(&e.ts),
             esc(&e.event_id),
             esc(&e.account_id),
-            esc(&p.decision),
-            esc(&p.decision),
-            score_text(&p.score),
-            esc(&e.replayed.decision),
-            esc(&e.replayed.decision),
-            score_text(&e.replayed.score),
+            esc(&p.decision.shown()),
+            esc(&p.decision.shown()),
+            score_text(p.score),
+            esc(&e.replayed.decision.shown()),
+            esc(&e.replayed.decision.shown()),
+            score_text(e.replayed.score),
             esc(&top_reason(&e.replayed.reasons)),
         );
     }
@@ -556,18 +565,20 @@ fn blocked_list(blocked: &[&EventReport]) -> String {
     );
     for e in blocked.iter().take(MAX_ROWS) {
         let graph = &e.replayed.graph;
-        let path: Vec<&str> = graph["path"]
-            .as_array()
-            .map(|p| p.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let path: Vec<&str> = graph.path.iter().map(|id| id.as_ref()).collect();
+        let status = match graph.status {
+            GraphStatus::Ok => "ok",
+            GraphStatus::Unavailable => "unavailable",
+            GraphStatus::Skipped => "skipped",
+        };
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&e.ts),
             esc(&e.event_id),
             esc(&e.account_id),
-            score_text(&e.replayed.score),
-            path_svg(&path, graph["status"].as_str().unwrap_or("")),
+            score_text(e.replayed.score),
+            path_svg(&path, status),
         );
     }
     out.push_str("</tbody></table>");

@@ -22,7 +22,7 @@ use riskstream_inference::Model;
 use crate::aggregate::EventAggregates;
 use crate::engine::{Decoded, Engine, EngineError, Enriched, FeatureBuffers, Scored};
 use crate::event::Event;
-use crate::result::Reason;
+use crate::result::{Reason, ResultRecord};
 use crate::source::{RawBatch, SourceError};
 
 pub mod html;
@@ -95,7 +95,7 @@ pub struct ReplayOptions {
 }
 
 /// One replayed event: where it was read and its result as the job would have published
-/// it (encoded by the job's own encoder, then parsed).
+/// it (encoded by the job's own encoder, then read back as the published results are).
 #[derive(Debug, Clone)]
 pub struct ReplayedEvent {
     pub event_id: String,
@@ -103,7 +103,7 @@ pub struct ReplayedEvent {
     pub ts_ms: i64,
     pub partition: i32,
     pub offset: i64,
-    pub result: serde_json::Value,
+    pub result: ResultRecord<'static>,
 }
 
 /// An input of the range that did not decode.
@@ -302,7 +302,9 @@ async fn score(
     Ok(())
 }
 
-/// Encodes each scored event with the job's result encoder and keeps it parsed.
+/// Encodes each scored event with the job's result encoder and reads it back through the
+/// typed record, exactly as the published results are read, so that both sides of the
+/// comparison went through the same text.
 fn encode(engine: &Engine, scored: &Scored, positions: &[(i32, i64)], out: &mut Replayed) {
     let specs = engine.layout.describe();
     let enriched = &scored.enriched;
@@ -319,9 +321,9 @@ fn encode(engine: &Engine, scored: &Scored, positions: &[(i32, i64)], out: &mut 
         let view = engine.result_view(scored, i, &reasons, source, "", 0.0);
         line.clear();
         view.encode(&mut line);
-        // The encoder writes valid JSON by construction; a failure here would be a bug in
-        // it, and the event is then reported without a replayed result.
-        let result = serde_json::from_slice(&line).unwrap_or(serde_json::Value::Null);
+        // The encoder writes a readable record by construction (a property test holds it
+        // to that); should it ever not, the record is taken as built.
+        let result = ResultRecord::from_json(&line).unwrap_or_else(|_| view.record().into_owned());
         out.events.push(ReplayedEvent {
             event_id: event.event_id.clone(),
             account_id: event.account_id.clone(),
@@ -439,9 +441,15 @@ mod tests {
         assert_eq!(replayed.dead_letters.len(), 1);
         assert_eq!(replayed.dead_letters[0].kind, "not_json");
         assert_eq!(replayed.dead_letters[0].offset, 4);
-        let account = &replayed.events[1].result["aggregates"]["account"];
-        assert_eq!(account["count_1h"], 4, "e-2, e-3, e-4 and e-5: {account}");
-        assert_eq!(account["count_24h"], 4, "e-1 was not read: {account}");
+        let account = replayed.events[1]
+            .result
+            .aggregates
+            .account
+            .as_ref()
+            .unwrap();
+        let count = |w: &str| account.window(w).map(|w| w.count);
+        assert_eq!(count("1h"), Some(4), "e-2, e-3, e-4 and e-5: {account:?}");
+        assert_eq!(count("24h"), Some(4), "e-1 was not read: {account:?}");
 
         // Neither the read batches nor the scoring batches change a result.
         let other = run(&path, 1, 1).await;

@@ -14,6 +14,7 @@ use riskstream_config::KafkaConfig;
 
 use super::kafka::{consumer, spans};
 use super::ReplayError;
+use crate::result::ResultRecord;
 
 /// Results carry their event's time as Kafka timestamp but are published in processing
 /// order, which can run a little behind or ahead of event time across input partitions:
@@ -26,7 +27,7 @@ const STALL: Duration = Duration::from_secs(30);
 /// One published result and where it was found.
 #[derive(Debug, Clone)]
 pub struct Original {
-    pub result: serde_json::Value,
+    pub result: ResultRecord<'static>,
     pub partition: i32,
     pub offset: i64,
 }
@@ -46,25 +47,25 @@ pub struct Originals {
 
 impl Originals {
     /// Keeps `result` if it is for a wanted event and no earlier result for it was kept.
+    /// A payload that is not a result ([`ResultRecord`] says what it accepts) is passed
+    /// over: its event is then reported without a published result.
     fn offer(&mut self, wanted: &HashSet<String>, payload: &[u8], partition: i32, offset: i64) {
         self.read += 1;
-        let Ok(result) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        let Ok(result) = ResultRecord::from_json(payload) else {
             return;
         };
-        let Some(id) = result.get("event_id").and_then(|v| v.as_str()) else {
-            return;
-        };
-        if !wanted.contains(id) {
+        if !wanted.contains(result.event_id.as_ref()) {
             return;
         }
+        let id = result.event_id.to_string();
         let found = Original {
-            result: result.clone(),
+            result,
             partition,
             offset,
         };
-        match self.by_event.get_mut(id) {
+        match self.by_event.get_mut(&id) {
             None => {
-                self.by_event.insert(id.to_string(), found);
+                self.by_event.insert(id, found);
             }
             Some(kept) => {
                 self.duplicates += 1;
@@ -177,4 +178,47 @@ pub fn from_file(path: &Path, wanted: &HashSet<String>) -> Result<Originals, Rep
         originals.offer(wanted, &bytes, 0, line as i64);
     }
     Ok(originals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::Decision;
+
+    fn line(id: &str, decision: &str, score: f32) -> String {
+        format!(
+            r#"{{"schema_version":1,"event_id":"{id}","account_id":"A-1","ts":"2026-11-22T10:00:00.000Z","score":{score},"decision":"{decision}","reasons":[],"aggregates":{{"account":{{"count_1m":1,"sum_1m":2.5,"distinct_counterparties":0}}}},"graph":{{"status":"ok","hops":null,"path":[],"flagged_nearby":0}},"model_version":"v1","snapshot_id":1,"source":{{"topic":"events","partition":0,"offset":0}},"processed_at":"2026-11-22T10:00:01.000Z","latency_ms":1.0}}"#
+        )
+    }
+
+    #[test]
+    fn published_results_are_read_through_the_typed_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.jsonl");
+        let lines = [
+            line("e-1", "review", 0.6),
+            "not json".to_string(),
+            line("e-1", "block", 0.9),
+            line("e-2", "\\u001b[2Jblock", 0.9),
+            line("e-3", "allow", 0.1),
+            r#"{"event_id":"e-4","decision":"block"}"#.to_string(),
+        ];
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let wanted: HashSet<String> = ["e-1", "e-2", "e-4"].map(String::from).into();
+        let originals = from_file(&path, &wanted).unwrap();
+        assert_eq!(originals.read, 6);
+        assert_eq!(originals.duplicates, 1);
+        let e1 = &originals.by_event["e-1"];
+        assert_eq!(e1.offset, 0, "the first published result is kept");
+        assert_eq!(e1.result.decision.decision(), Some(Decision::Review));
+        assert_eq!(e1.result.score, 0.6);
+        let e2 = &originals.by_event["e-2"].result.decision;
+        assert_eq!(e2.decision(), None, "a crafted decision is not trusted");
+        assert_eq!(e2.shown(), "\"\\u{1b}[2Jblock\"");
+        assert!(
+            !originals.by_event.contains_key("e-4"),
+            "a line that is not a whole result is passed over"
+        );
+        assert!(!originals.by_event.contains_key("e-3"), "not wanted");
+    }
 }

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Serialize, Serializer};
 
 use crate::event::format_ts;
+use crate::result::{Aggregates, Decision, GraphRecord, Reason, RecordDecision, ResultRecord};
 
 use super::{Originals, PartitionRead, Replayed, ReplayedDeadLetter};
 
@@ -64,12 +64,13 @@ pub struct DecisionCounts {
 }
 
 impl DecisionCounts {
-    fn add(&mut self, decision: &str) {
+    /// Counts a decision; a value that names none is not counted.
+    fn add(&mut self, decision: Option<Decision>) {
         match decision {
-            "allow" => self.allow += 1,
-            "review" => self.review += 1,
-            "block" => self.block += 1,
-            _ => {}
+            Some(Decision::Allow) => self.allow += 1,
+            Some(Decision::Review) => self.review += 1,
+            Some(Decision::Block) => self.block += 1,
+            None => {}
         }
     }
 }
@@ -113,49 +114,37 @@ pub struct Summary {
 /// One outcome (published or replayed) of an event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
-    pub score: Value,
-    pub decision: String,
-    pub reasons: Value,
-    pub graph: Value,
+    pub score: f32,
+    /// Written as the decision's name, or for anything else a results topic may hold, as
+    /// the value quoted with control characters escaped ([`RecordDecision::shown`]).
+    #[serde(serialize_with = "shown_decision")]
+    pub decision: RecordDecision,
+    pub reasons: Vec<Reason<'static>>,
+    pub graph: GraphRecord<'static>,
     pub model_version: String,
 }
 
-impl Outcome {
-    fn of(result: &Value) -> Outcome {
-        let text = |key: &str| result[key].as_str().unwrap_or_default().to_string();
-        Outcome {
-            score: result["score"].clone(),
-            decision: decision_of(result),
-            reasons: result["reasons"].clone(),
-            graph: result["graph"].clone(),
-            model_version: text("model_version"),
-        }
-    }
-
-    fn score(&self) -> f64 {
-        self.score.as_f64().unwrap_or(f64::NAN)
-    }
+fn shown_decision<S: Serializer>(decision: &RecordDecision, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&decision.shown())
 }
 
-/// A result's decision as the report shows it: the decision's name, or for anything else a
-/// results topic may hold the value quoted with control characters escaped, so that a
-/// crafted value can neither pass for a decision nor send escape sequences to a terminal.
-fn decision_of(result: &Value) -> String {
-    match result["decision"].as_str() {
-        Some(name) => match crate::result::Decision::parse(name) {
-            Some(decision) => decision.as_str().to_string(),
-            None => format!("{:?}", name),
-        },
-        // JSON text escapes the control characters of any string inside.
-        None => format!("(not a decision: {})", result["decision"]),
+impl Outcome {
+    fn of(result: &ResultRecord<'static>) -> Outcome {
+        Outcome {
+            score: result.score,
+            decision: result.decision.clone(),
+            reasons: result.reasons.to_vec(),
+            graph: result.graph.clone(),
+            model_version: result.model_version.to_string(),
+        }
     }
 }
 
 /// Published and replayed aggregates, reported only when they differ.
 #[derive(Debug, Clone, Serialize)]
 pub struct AggregatesDiff {
-    pub published: Value,
-    pub replayed: Value,
+    pub published: Aggregates<'static>,
+    pub replayed: Aggregates<'static>,
 }
 
 /// One replayed event.
@@ -213,13 +202,13 @@ pub fn build(
     let mut events = Vec::with_capacity(replayed.events.len());
     for event in &replayed.events {
         let replayed_outcome = Outcome::of(&event.result);
-        summary.replayed.add(&replayed_outcome.decision);
+        summary.replayed.add(replayed_outcome.decision.decision());
         let original = originals.and_then(|o| o.by_event.get(&event.event_id));
         let mut differs = Vec::new();
         let mut aggregates = None;
         let published = original.map(|o| {
             let published = Outcome::of(&o.result);
-            summary.published.add(&published.decision);
+            summary.published.add(published.decision.decision());
             *summary
                 .published_model_versions
                 .entry(published.model_version.clone())
@@ -227,7 +216,7 @@ pub fn build(
             if published.score != replayed_outcome.score {
                 differs.push("score");
                 summary.changed_scores += 1;
-                let delta = (published.score() - replayed_outcome.score()).abs();
+                let delta = (f64::from(published.score) - f64::from(replayed_outcome.score)).abs();
                 if delta > summary.max_score_difference {
                     summary.max_score_difference = delta;
                 }
@@ -239,7 +228,8 @@ pub fn build(
                     .transitions
                     .entry(format!(
                         "{}→{}",
-                        published.decision, replayed_outcome.decision
+                        published.decision.shown(),
+                        replayed_outcome.decision.shown()
                     ))
                     .or_default() += 1;
             }
@@ -249,11 +239,11 @@ pub fn build(
             if published.graph != replayed_outcome.graph {
                 differs.push("graph");
             }
-            if o.result["aggregates"] != event.result["aggregates"] {
+            if o.result.aggregates != event.result.aggregates {
                 differs.push("aggregates");
                 aggregates = Some(AggregatesDiff {
-                    published: o.result["aggregates"].clone(),
-                    replayed: event.result["aggregates"].clone(),
+                    published: o.result.aggregates.clone(),
+                    replayed: event.result.aggregates.clone(),
                 });
             }
             published
@@ -312,21 +302,31 @@ impl Report {
 mod tests {
     use super::*;
     use crate::replay::{Original, ReplayedEvent};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn result(id: &str, score: f64, decision: &str) -> Value {
-        json!({"event_id": id, "score": score, "decision": decision, "reasons": [],
-               "graph": {"status": "ok", "hops": null, "path": []},
-               "aggregates": {"account": {"count_1m": 1}}, "model_version": "v1"})
+    /// A whole result line as the job writes it, read through the typed record.
+    fn result_with(id: &str, score: f64, decision: Value) -> ResultRecord<'static> {
+        let line = json!({"schema_version": 1, "event_id": id, "account_id": "A-1",
+            "ts": "2026-11-22T10:00:00.000Z", "score": score, "decision": decision,
+            "reasons": [], "aggregates": {"account": {"count_1m": 1, "sum_1m": 5.0,
+            "distinct_counterparties": 0}}, "graph": {"status": "ok", "hops": null,
+            "path": [], "flagged_nearby": 0}, "model_version": "v1", "snapshot_id": 1,
+            "source": {"topic": "events", "partition": 0, "offset": 0},
+            "processed_at": "2026-11-22T10:00:01.000Z", "latency_ms": 1.0});
+        ResultRecord::from_json(line.to_string().as_bytes()).unwrap()
     }
 
-    fn replayed(results: &[Value]) -> Replayed {
+    fn result(id: &str, score: f64, decision: &str) -> ResultRecord<'static> {
+        result_with(id, score, json!(decision))
+    }
+
+    fn replayed(results: &[ResultRecord<'static>]) -> Replayed {
         Replayed {
             events: results
                 .iter()
                 .enumerate()
                 .map(|(i, r)| ReplayedEvent {
-                    event_id: r["event_id"].as_str().unwrap().to_string(),
+                    event_id: r.event_id.to_string(),
                     account_id: "A-1".into(),
                     ts_ms: i as i64,
                     partition: 0,
@@ -369,6 +369,31 @@ mod tests {
         let (transition, _) = s.transitions.iter().next().unwrap();
         assert!(!transition.contains('\u{1b}'), "{transition:?}");
         assert_eq!(transition, "\"\\u{1b}[2Jallow\"→allow");
+        assert_eq!(s.published, DecisionCounts::default(), "not counted as one");
+        let json = String::from_utf8(report.to_json()).unwrap();
+        assert!(!json.contains('\u{1b}'), "{json}");
+    }
+
+    #[test]
+    fn a_published_decision_that_is_not_a_string_is_shown_as_not_a_decision() {
+        let now = replayed(&[result("e-1", 0.1, "allow")]);
+        let mut originals = Originals::default();
+        originals.by_event.insert(
+            "e-1".into(),
+            Original {
+                result: result_with("e-1", 0.1, json!({"allow": true})),
+                partition: 0,
+                offset: 0,
+            },
+        );
+        let report = build(&context(), &now, Some(&originals));
+        assert_eq!(report.summary.changed_decisions, 1);
+        let published = report.events[0].published.as_ref().unwrap();
+        assert_eq!(
+            published.decision.shown(),
+            "(not a decision: {\"allow\":true})"
+        );
+        assert_eq!(published.decision.decision(), None);
     }
 
     #[test]
@@ -395,7 +420,10 @@ mod tests {
         assert_eq!(s.changed_decisions, 1);
         assert_eq!(s.transitions.get("allow→block"), Some(&1));
         assert_eq!(s.changed_scores, 1);
-        assert!((s.max_score_difference - 0.65).abs() < 1e-9);
+        assert!(
+            (s.max_score_difference - 0.65).abs() < 1e-6,
+            "scores are f32"
+        );
         assert_eq!(s.no_published_result, 1);
         assert_eq!(
             s.published,
@@ -422,7 +450,9 @@ mod tests {
     fn differing_aggregates_are_reported_with_both_values() {
         let now = replayed(&[result("e-1", 0.1, "allow")]);
         let mut published = result("e-1", 0.1, "allow");
-        published["aggregates"]["account"]["count_1m"] = json!(2);
+        if let Some(account) = published.aggregates.account.as_mut() {
+            account.windows[0].count = 2;
+        }
         let mut originals = Originals::default();
         originals.by_event.insert(
             "e-1".into(),
@@ -435,8 +465,14 @@ mod tests {
         let report = build(&context(), &now, Some(&originals));
         assert_eq!(report.events[0].differs, vec!["aggregates"]);
         let diff = report.events[0].aggregates.as_ref().unwrap();
-        assert_eq!(diff.published["account"]["count_1m"], json!(2));
-        assert_eq!(diff.replayed["account"]["count_1m"], json!(1));
+        let count = |a: &Aggregates<'_>| {
+            a.account
+                .as_ref()
+                .and_then(|k| k.window("1m"))
+                .map(|w| w.count)
+        };
+        assert_eq!(count(&diff.published), Some(2));
+        assert_eq!(count(&diff.replayed), Some(1));
     }
 
     #[test]
