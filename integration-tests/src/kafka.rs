@@ -42,6 +42,8 @@ pub fn riskstream(args: &[&str]) -> String {
 pub fn riskstream_with_env(args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new(riskstream_bin())
         .args(args)
+        // Tests run in parallel: no job of theirs takes the admin endpoint's default port.
+        .env("RISKSTREAM__ADMIN__LISTEN", "")
         .envs(env.iter().copied())
         .current_dir(repo_root())
         .output()
@@ -153,7 +155,14 @@ impl Job {
     /// Starts `riskstream run --config CONFIG ARGS...`, logging to `log`.
     pub fn start(config: &Path, args: &[&str], log: PathBuf) -> Job {
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(riskstream_bin())
+        let mut command = Command::new(riskstream_bin());
+        // Tests run in parallel: the admin endpoint is off unless the configuration asks
+        // for it (on a port of its own).
+        let text = std::fs::read_to_string(config).unwrap_or_default();
+        if !text.contains("[admin]") {
+            command.env("RISKSTREAM__ADMIN__LISTEN", "");
+        }
+        let child = command
             .arg("run")
             .arg("--quiet")
             .arg("--config")

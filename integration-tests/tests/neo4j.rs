@@ -338,6 +338,7 @@ fn prefixed_events(events: &Path, prefix: &str, out: &Path) {
 fn graph_results(dir: &Path, name: &str, events: &Path, args: &[&str]) -> HashMap<String, String> {
     let out = dir.join(format!("{name}.jsonl"));
     let status = Command::new(riskstream_bin())
+        .env("RISKSTREAM__ADMIN__LISTEN", "")
         .args(["run", "--quiet", "--input"])
         .arg(events)
         .arg("--output")

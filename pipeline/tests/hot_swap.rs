@@ -30,6 +30,8 @@ fn bin() -> Command {
             cmd.env_remove(key);
         }
     }
+    // Tests run in parallel: no job of theirs takes the admin endpoint's default port.
+    cmd.env("RISKSTREAM__ADMIN__LISTEN", "");
     cmd
 }
 

@@ -176,6 +176,10 @@ struct KeyView<'a> {
     id: &'a str,
     windows: Vec<WindowView>,
     distinct_counterparties: u32,
+    /// The same values in the shape of a result's `aggregates.<kind>` object
+    /// (`count_<w>`, `sum_<w>`, and `distinct_counterparties` for accounts), so that a
+    /// key's latest result and its snapshot compare field by field.
+    aggregates: serde_json::Map<String, serde_json::Value>,
     first_seen: String,
     last_seen: String,
     first_seen_ms: i64,
@@ -256,7 +260,20 @@ fn key_view<'a>(
     windows: &[Duration],
     key: &'a KeySnapshot,
 ) -> KeyView<'a> {
+    let mut aggregates = serde_json::Map::new();
+    for (window, (count, sum)) in windows.iter().zip(key.windows.iter()) {
+        let label = window_label(*window);
+        aggregates.insert(format!("count_{label}"), count.into());
+        aggregates.insert(format!("sum_{label}"), sum.into());
+    }
+    if kind == EntityKind::Account {
+        aggregates.insert(
+            "distinct_counterparties".into(),
+            key.distinct_counterparties.into(),
+        );
+    }
     KeyView {
+        aggregates,
         snapshot_id,
         watermark: watermark_ms.map(format_ts),
         watermark_ms,

@@ -392,7 +392,15 @@ async fn snapshot_endpoint_returns_the_keys_aggregates_from_the_current_snapshot
     for (i, (count, sum)) in key.windows.iter().enumerate() {
         assert_eq!(windows[i]["count"], count);
         assert_eq!(windows[i]["sum"], sum);
+        // The same values under a result's field names.
+        let label = windows[i]["window"].as_str().unwrap();
+        assert_eq!(body["aggregates"][format!("count_{label}")], count);
+        assert_eq!(body["aggregates"][format!("sum_{label}")], sum);
     }
+    assert_eq!(
+        body["aggregates"]["distinct_counterparties"],
+        key.distinct_counterparties
+    );
     assert_eq!(windows[0]["window"], "1m");
     assert_eq!(windows[0]["count"], 3);
     assert_eq!(windows[0]["sum"], 32.0);
