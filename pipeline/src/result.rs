@@ -1,5 +1,5 @@
 //! The result record: one JSON object per event on the results sink. Its layout is
-//! documented in the README ("Result schema") and versioned by [`RESULT_SCHEMA_VERSION`].
+//! documented in `docs/schemas.md` ("Results") and versioned by [`RESULT_SCHEMA_VERSION`].
 //!
 //! [`ResultRecord`] is that layout as one type: `riskstream results` and replay read
 //! results through it, and [`ResultView::record`] builds it from the stages' output. The
@@ -250,7 +250,7 @@ impl ResultView<'_> {
 }
 
 /// One result line, typed: exactly the JSON object the job writes per event (see the
-/// README's result schema), read by `riskstream results` and replay and built from the
+/// result schema in `docs/schemas.md`), read by `riskstream results` and replay and built from the
 /// stages' output by [`ResultView::record`].
 ///
 /// Writing borrows every string from the stages that produced it. Reading owns its strings
