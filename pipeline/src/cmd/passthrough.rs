@@ -122,7 +122,7 @@ async fn forward_kafka(args: &PassthroughArgs) -> anyhow::Result<u64> {
         None,
     )?;
     let ack = source.acknowledger();
-    let sink = Arc::new(KafkaSink::new(&config.kafka)?);
+    let sink = Arc::new(KafkaSink::new(&config.kafka, None)?);
     let batch_size = config.pipeline.batch_size.max(1);
     let max = args.max_events;
     let (tx, mut rx) = mpsc::channel::<RawBatch>(config.pipeline.channel_capacity.max(1));

@@ -111,7 +111,7 @@ impl Job {
             .map_err(|e| BuildError::Rejected(Box::new(e)))?;
         let model_dir = model_dir(config, options.model.as_deref());
         let slot: ModelSlot = Arc::new(arc_swap::ArcSwap::from_pointee(active));
-        let outputs = Outputs::open(&results, &dead_letters, config)?;
+        let outputs = Outputs::open(&results, &dead_letters, config, &observer)?;
         let watcher = ModelWatcher::new(
             model_dir,
             model_device(config),

@@ -113,10 +113,18 @@ struct InDelivery {
 
 impl Outputs {
     /// Opens the sinks: creates the files, starts the producer.
-    pub fn open(results: &Target, dead: &Target, config: &Config) -> Result<Self, BuildError> {
+    pub fn open(
+        results: &Target,
+        dead: &Target,
+        config: &Config,
+        observer: &Arc<Observer>,
+    ) -> Result<Self, BuildError> {
         let any_kafka = [results, dead].iter().any(|t| **t == Target::Kafka);
         let kafka = if any_kafka {
-            Some(Arc::new(KafkaSink::new(&config.kafka)?))
+            Some(Arc::new(KafkaSink::new(
+                &config.kafka,
+                Some(observer.clone()),
+            )?))
         } else {
             None
         };

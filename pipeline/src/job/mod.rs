@@ -23,6 +23,7 @@
 mod build;
 pub mod delivery;
 pub mod shutdown;
+mod stall;
 mod state;
 pub mod summary;
 mod topology;
@@ -53,7 +54,7 @@ use crate::aggregate::Snapshots;
 use crate::engine::{Engine, EngineError};
 use crate::metrics::Metrics;
 use crate::observe::admin::AdminServer;
-use crate::observe::events::{CacheWarmedUp, Emit, GraphStatusChanged};
+use crate::observe::events::{CacheWarmedUp, Emit, GraphStatusChanged, SourceStalled};
 use crate::observe::{GraphHealth, Observer};
 use crate::reload::{ModelSlot, ModelWatcher, Reload};
 use crate::source::BlockingSource;
@@ -337,6 +338,9 @@ impl Job {
             None => None,
         };
         let watching = tokio::spawn(watcher.run(reload_interval, reload_requests, cancel.clone()));
+        let stall_watch = observer
+            .reads_kafka()
+            .then(|| tokio::spawn(watch_for_stalls(observer.clone(), cancel.clone())));
         let results_path = outputs.results_target.clone();
         let dead_letter_path = outputs.dead_letter_target.clone();
 
@@ -366,6 +370,9 @@ impl Job {
         let stopped = topology.join().await;
         // The watcher stops on `cancel`; a load in progress finishes first.
         let _ = watching.await;
+        if let Some(stall_watch) = stall_watch {
+            let _ = stall_watch.await;
+        }
         if let Some(refreshing) = refreshing {
             let _ = refreshing.await;
         }
@@ -394,5 +401,23 @@ impl Job {
                 dead_letter_path,
             },
         ))
+    }
+}
+
+/// Tells the observer when the Kafka source stalls (records wait, none is read for
+/// [`stall::STALL_AFTER`]) and when it reads again, until `cancel`.
+async fn watch_for_stalls(observer: Arc<Observer>, cancel: CancellationToken) {
+    let mut watch = stall::StallWatch::new(Instant::now());
+    let mut tick = tokio::time::interval(stall::STALL_CHECK_EVERY);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let inputs = Metrics::get(&observer.metrics().inputs);
+        let backlog = observer.consumer_backlog();
+        if let Some((stalled, idle)) = watch.check(inputs, backlog, Instant::now()) {
+            SourceStalled { stalled, idle }.emit(&observer);
+        }
     }
 }

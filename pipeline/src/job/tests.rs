@@ -33,6 +33,8 @@ fn config() -> Config {
     config.graph.kind = riskstream_config::GraphKind::None;
     config.pipeline.batch_size = 16;
     config.pipeline.channel_capacity = 1;
+    // Tests run in parallel: only the test of the endpoint turns it on, on a port of its own.
+    config.admin.listen = None;
     config
 }
 
@@ -270,4 +272,61 @@ async fn a_missing_model_directory_is_refused_naming_the_key_and_the_option() {
         text.contains("model.path") && text.contains("--model"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_endpoint_answers_503_until_the_job_runs_and_its_counters_add_up_while_it_does() {
+    use crate::observe::tests::{get, sample};
+    let files = files();
+    let mut config = config();
+    config.admin.listen = Some("127.0.0.1:0".parse().unwrap());
+    let job = Job::build(&config, options(&files)).await.unwrap();
+    let address = job.admin_address().expect("admin.listen is set");
+    let before = get(address, "/readyz").await;
+    assert_eq!(before.status, 503, "built, not running: {}", before.body);
+    assert!(
+        before.body.contains("not processing events"),
+        "{}",
+        before.body
+    );
+    assert_eq!(get(address, "/healthz").await.status, 200);
+
+    // The shutdown future is the probe: once the job is ready, it scrapes, then asks the job
+    // to stop; the job still finishes everything it read.
+    let (scraped_tx, scraped_rx) = oneshot::channel();
+    let probe = async move {
+        loop {
+            if get(address, "/readyz").await.status == 200 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let metrics = get(address, "/metrics").await;
+        let _ = scraped_tx.send(metrics);
+    };
+    let summary = job.run(probe).await.unwrap();
+    let metrics = scraped_rx
+        .await
+        .expect("the job became ready and was scraped");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.head.contains("text/plain; version=0.0.4"),
+        "{}",
+        metrics.head
+    );
+    let body = &metrics.body;
+    let inputs = sample(body, "riskstream_input_records_total{source=\"file\"}");
+    let results = sample(body, "riskstream_results_total{decision=\"allow\"}")
+        + sample(body, "riskstream_results_total{decision=\"review\"}")
+        + sample(body, "riskstream_results_total{decision=\"block\"}");
+    let dead = sample(body, "riskstream_dead_letters_total{kind=\"not_json\"}");
+    let in_flight = sample(body, "riskstream_in_flight_events");
+    assert_eq!(inputs, results + dead + in_flight, "{body}");
+    assert!(
+        body.contains("riskstream_model_info{version=\"riskstream-v1\"} 1"),
+        "{body}"
+    );
+    assert!(summary.is_balanced(), "{summary:?}");
+    // The run is over: the endpoint closed with it.
+    assert!(tokio::net::TcpStream::connect(address).await.is_err());
 }

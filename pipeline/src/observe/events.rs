@@ -239,7 +239,8 @@ pub struct CacheWarmedUp {
 impl Emit for CacheWarmedUp {
     fn emit(self, observer: &Observer) {
         observer.values().cache_warmed.store(self.entries, Relaxed);
-        tracing::info!(
+        // The warm-up itself logs its outcome at info.
+        tracing::debug!(
             entries = self.entries,
             took_ms = self.took.as_secs_f64() * 1000.0,
             "graph cache warmed up"

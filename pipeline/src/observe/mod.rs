@@ -228,6 +228,22 @@ impl Observer {
         }
     }
 
+    /// Records waiting behind this consumer's partitions: the sum of their consumer lag
+    /// as last reported (partitions not yet reporting count 0).
+    pub fn consumer_backlog(&self) -> i64 {
+        self.values
+            .consumer_lag
+            .load()
+            .iter()
+            .map(|p| p.lag.max(0))
+            .sum()
+    }
+
+    /// Whether the job reads from Kafka (the `source` label is `kafka`).
+    pub fn reads_kafka(&self) -> bool {
+        self.values.source == "kafka"
+    }
+
     /// Replaces the consumer lag of every partition.
     pub fn set_consumer_lag(&self, lag: Vec<PartitionLag>) {
         self.values.consumer_lag.store(Arc::new(lag));
@@ -266,4 +282,4 @@ impl std::fmt::Debug for Observer {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -211,9 +211,14 @@ impl Collector for Scrape {
         let aggregates = v.aggregates.get();
 
         // Delivered and dead first, inputs last: inputs only grow ahead of the others, so
-        // the in-flight difference below is never made negative by the order of reads.
-        let results = load(&m.results);
-        let dead_letters = load(&m.dead_letters);
+        // the in-flight difference below is never made negative by the order of reads. The
+        // labelled series and the in-flight gauge come from the same reads, so one scrape
+        // always adds up: inputs = results + dead letters + in flight.
+        let by_decision = [Decision::Allow, Decision::Review, Decision::Block]
+            .map(|d| (d.as_str(), load(&m.delivered[d.index()])));
+        let by_kind = DEAD_LETTER_KINDS.map(|kind| (kind, m.dead_letters_of_kind(kind)));
+        let results: u64 = by_decision.iter().map(|(_, n)| n).sum();
+        let dead_letters: u64 = by_kind.iter().map(|(_, n)| n).sum();
         let inputs = load(&m.inputs);
 
         counters(
@@ -228,15 +233,14 @@ impl Collector for Scrape {
             "results",
             "Results delivered by the sink, by decision.",
             "decision",
-            [Decision::Allow, Decision::Review, Decision::Block]
-                .map(|d| (d.as_str(), load(&m.delivered[d.index()]))),
+            by_decision,
         )?;
         counters(
             &mut enc,
             "dead_letters",
             "Inputs delivered as dead letters, by kind.",
             "kind",
-            DEAD_LETTER_KINDS.map(|kind| (kind, m.dead_letters_of_kind(kind))),
+            by_kind,
         )?;
         // The aggregator counts late events as it applies each batch: live when attached.
         let late = aggregates.map_or(load(&m.late_events), |a| {

@@ -112,10 +112,10 @@ async fn start(source: &'static str) -> Running {
     }
 }
 
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
+pub(crate) struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
 }
 
 /// One HTTP/1.1 request over a plain TCP connection; the server closes after answering.
@@ -135,12 +135,12 @@ async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
     }
 }
 
-async fn get(addr: SocketAddr, path: &str) -> Reply {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> Reply {
     request(addr, "GET", path).await
 }
 
 /// The value of the one sample line `series` (name and labels exactly as exposed).
-fn sample(metrics: &str, series: &str) -> f64 {
+pub(crate) fn sample(metrics: &str, series: &str) -> f64 {
     let values: Vec<f64> = metrics
         .lines()
         .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())

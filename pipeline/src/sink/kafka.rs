@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use riskstream_config::KafkaConfig;
 
 use crate::kafka::{client_config, describe, KafkaSetupError};
+use crate::observe::Observer;
 
 /// Why a message could not be handed to, or delivered by, the producer.
 #[derive(Debug, thiserror::Error)]
@@ -93,10 +94,19 @@ impl BatchDelivery {
     }
 }
 
-/// Producer callbacks: delivery reports go to their batch, log lines to the job's log.
-pub struct SinkContext;
+/// Producer callbacks: delivery reports go to their batch, log lines to the job's log,
+/// statistics (the producer queue) to the job's observer.
+pub struct SinkContext {
+    observer: Option<Arc<Observer>>,
+}
 
 impl ClientContext for SinkContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(observer) = &self.observer {
+            observer.record_producer_stats(statistics);
+        }
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         crate::kafka::log(level, fac, log_message);
     }
@@ -127,13 +137,22 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     /// An idempotent producer for `kafka.results_topic` and `kafka.dead_letter_topic`.
-    pub fn new(kafka: &KafkaConfig) -> Result<Self, KafkaSetupError> {
+    /// With an `observer`, the producer reports its queue every 5 s
+    /// (`riskstream_producer_queue_messages`).
+    pub fn new(
+        kafka: &KafkaConfig,
+        observer: Option<Arc<Observer>>,
+    ) -> Result<Self, KafkaSetupError> {
         let mut config = client_config(kafka);
         config.set_log_level(RDKafkaLogLevel::Warning);
         for (name, value) in [
             ("enable.idempotence", "true"),
             // Larger batches on the wire; results are small and many.
             ("linger.ms", "5"),
+            (
+                "statistics.interval.ms",
+                if observer.is_some() { "5000" } else { "0" },
+            ),
         ] {
             if !kafka.properties.contains_key(name) {
                 config.set(name, value);
@@ -141,7 +160,7 @@ impl KafkaSink {
         }
         tracing::debug!(config = %describe(&config), "kafka producer configuration");
         let producer = config
-            .create_with_context(SinkContext)
+            .create_with_context(SinkContext { observer })
             .map_err(|source| KafkaSetupError::client("producer", kafka, &source))?;
         Ok(KafkaSink {
             producer,
