@@ -128,13 +128,13 @@ fn a_job_without_a_partition_is_not_ready_until_the_one_holding_it_stops() {
     let config_b_dir = dir.path().join("b");
     std::fs::create_dir_all(&config_b_dir).unwrap();
     let config_b = d.write_config(&config_b_dir, &admin_table(b));
-    let mut job_a = Job::start(
+    let job_a = Job::start(
         &config_a,
         &["--graph", graph.to_str().unwrap()],
         dir.path().join("a.log"),
     );
     wait_for(a, "/readyz", LIMIT, |r| r.status == 200);
-    let mut job_b = Job::start(
+    let job_b = Job::start(
         &config_b,
         &["--graph", graph.to_str().unwrap()],
         dir.path().join("b.log"),
@@ -144,9 +144,12 @@ fn a_job_without_a_partition_is_not_ready_until_the_one_holding_it_stops() {
     // ready.
     let mut statuses = (0, 0);
     wait_for(b, "/readyz", LIMIT, |rb| {
-        let ra = get(a, "/readyz").map(|r| r.status).unwrap_or(0);
-        statuses = (ra, rb.status);
-        matches!(statuses, (200, 503) | (503, 200))
+        let Some(ra) = get(a, "/readyz") else {
+            return false;
+        };
+        statuses = (ra.status, rb.status);
+        let waiting = if ra.status == 503 { &ra } else { rb };
+        matches!(statuses, (200, 503) | (503, 200)) && waiting.body.contains("partition")
     });
     let (ready, waiting, mut ready_job, waiting_job) = if statuses.0 == 200 {
         (a, b, job_a, job_b)

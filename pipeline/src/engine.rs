@@ -313,18 +313,32 @@ impl Engine {
         if !due {
             return None;
         }
-        clock.published_event_ms = clock.watermark_ms;
-        clock.published_at = Instant::now();
-        let pending = PendingSnapshot {
-            changes: self.aggregator.drain_changes(),
-            watermark_ms: clock.watermark_ms,
-            offsets: clock.offsets.clone(),
-        };
+        let pending = self.take_pending(clock);
         if self.options.deterministic {
             let _published = self.publish(pending);
             None
         } else {
             Some(pending)
+        }
+    }
+
+    /// The drained changes when a snapshot is due by wall-clock time although no batch
+    /// came: the stage calls it on a timer while events it aggregated are not in a
+    /// snapshot yet, so that the last events before a quiet spell reach a snapshot (and
+    /// `/snapshot`) within one `snapshot.interval`. Never in deterministic mode, whose
+    /// snapshots follow event time only.
+    pub fn idle_snapshot(&self, clock: &mut SnapshotClock) -> Option<PendingSnapshot> {
+        let due = clock.published_at.elapsed() >= self.options.snapshot_interval;
+        (!self.options.deterministic && due).then(|| self.take_pending(clock))
+    }
+
+    fn take_pending(&self, clock: &mut SnapshotClock) -> PendingSnapshot {
+        clock.published_event_ms = clock.watermark_ms;
+        clock.published_at = Instant::now();
+        PendingSnapshot {
+            changes: self.aggregator.drain_changes(),
+            watermark_ms: clock.watermark_ms,
+            offsets: clock.offsets.clone(),
         }
     }
 

@@ -15,7 +15,7 @@ use super::delivery::micros_histogram;
 use super::RunError;
 use crate::aggregate::EventAggregates;
 use crate::engine::{
-    Decoded, Engine, EngineError, Enriched, FeatureBuffers, Scored, SnapshotClock,
+    Decoded, Engine, EngineError, Enriched, FeatureBuffers, PendingSnapshot, Scored, SnapshotClock,
 };
 use crate::observe::events::{Emit, StageTimed};
 use crate::observe::{Observer, Stage};
@@ -208,20 +208,32 @@ async fn aggregate(
     // Snapshots are built on a blocking thread, one at a time and in drain order, so the
     // stage only pays for copying the changed keys.
     let mut building: Option<JoinHandle<()>> = None;
-    while let Some(decoded) = rx.recv().await {
+    // Events aggregated since the last snapshot: while there are, a quiet input still gets
+    // them into a snapshot within one interval.
+    let mut unpublished = false;
+    let mut idle = tokio::time::interval(engine.options.snapshot_interval.max(MIN_IDLE_CHECK));
+    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let decoded = tokio::select! {
+            decoded = rx.recv() => match decoded {
+                Some(decoded) => decoded,
+                None => break,
+            },
+            _ = idle.tick(), if unpublished => {
+                if let Some(pending) = engine.idle_snapshot(&mut clock) {
+                    unpublished = false;
+                    publish(&engine, &observer, &mut building, pending).await;
+                }
+                continue;
+            }
+        };
         let started = Instant::now();
         let aggs = engine.aggregate(&decoded.events);
         timed(&observer, Stage::Aggregate, started);
+        unpublished = true;
         if let Some(pending) = engine.maybe_snapshot(&decoded, &mut clock) {
-            if let Some(previous) = building.take() {
-                let _ = previous.await;
-            }
-            let (engine, observer) = (engine.clone(), observer.clone());
-            building = Some(tokio::task::spawn_blocking(move || {
-                if let Some(published) = engine.publish(pending) {
-                    published.emit(&observer);
-                }
-            }));
+            unpublished = false;
+            publish(&engine, &observer, &mut building, pending).await;
         }
         if tx.send((decoded, aggs)).await.is_err() {
             break;
@@ -231,6 +243,27 @@ async fn aggregate(
     if let Some(last) = building {
         let _ = last.await;
     }
+}
+
+/// The shortest period of the aggregate stage's idle-snapshot check.
+const MIN_IDLE_CHECK: Duration = Duration::from_millis(10);
+
+/// Builds and publishes a snapshot on a blocking thread, after the previous one is done.
+async fn publish(
+    engine: &Arc<Engine>,
+    observer: &Arc<Observer>,
+    building: &mut Option<JoinHandle<()>>,
+    pending: PendingSnapshot,
+) {
+    if let Some(previous) = building.take() {
+        let _ = previous.await;
+    }
+    let (engine, observer) = (engine.clone(), observer.clone());
+    *building = Some(tokio::task::spawn_blocking(move || {
+        if let Some(published) = engine.publish(pending) {
+            published.emit(&observer);
+        }
+    }));
 }
 
 async fn enrich(
