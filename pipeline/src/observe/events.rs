@@ -272,16 +272,18 @@ impl Emit for Rebalanced<'_> {
         values
             .readiness
             .set_partitions_assigned(self.assigned_now > 0);
-        let change = match self.change {
-            RebalanceChange::Assigned => "assigned",
-            RebalanceChange::Revoked => "revoked",
-        };
-        tracing::info!(
-            change,
-            partitions = self.partitions,
-            assigned_now = self.assigned_now,
-            "kafka rebalance"
-        );
+        match self.change {
+            RebalanceChange::Assigned => tracing::info!(
+                partitions = self.partitions,
+                assigned_now = self.assigned_now,
+                "partitions assigned"
+            ),
+            RebalanceChange::Revoked => tracing::info!(
+                partitions = self.partitions,
+                assigned_now = self.assigned_now,
+                "partitions revoked"
+            ),
+        }
     }
 }
 
