@@ -195,6 +195,10 @@ impl GraphEnricher for CachedGraph {
         self.answer(ids, Some(deadline)).await
     }
 
+    fn is_failing(&self) -> bool {
+        self.shared.inner.is_failing()
+    }
+
     fn backend(&self) -> &'static str {
         self.shared.inner.backend()
     }

@@ -138,6 +138,12 @@ pub trait GraphEnricher: Send + Sync {
 
     /// Short backend name for logs and metrics ("memory", "neo4j").
     fn backend(&self) -> &'static str;
+
+    /// Whether the backend is holding queries back because it keeps failing (Neo4j's
+    /// circuit breaker is open): events are then scored without graph features.
+    fn is_failing(&self) -> bool {
+        false
+    }
 }
 
 /// What a look-up bounded by a deadline could answer.

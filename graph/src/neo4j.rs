@@ -475,6 +475,10 @@ impl GraphEnricher for Neo4jGraph {
             .collect()
     }
 
+    fn is_failing(&self) -> bool {
+        self.breaker_is_open()
+    }
+
     fn backend(&self) -> &'static str {
         BACKEND
     }

@@ -16,6 +16,7 @@ use neo4rs::query;
 use riskstream_graph::{
     BreakerOptions, GraphAnswer, GraphEnricher, MemoryGraph, Neo4jGraph, Neo4jOptions,
 };
+use riskstream_integration_tests::admin::{free_address, get, samples, wait_for};
 use riskstream_integration_tests::kafka::{
     generate, produce, read_topic, riskstream_with_env, unique, wait_for_messages, Deployment, Job,
 };
@@ -549,10 +550,11 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
     // server's first queries can take seconds; a longer query timeout keeps the breaker
     // from reading that as an outage.
     let deadline_ms = 2000;
+    let admin = free_address();
     let config = d.write_config(
         dir.path(),
         &format!(
-            "[pipeline]\nbatch_size = 64\n\
+            "[admin]\nlisten = \"{admin}\"\n[pipeline]\nbatch_size = 64\n\
              [graph]\nkind = \"neo4j\"\nuri = \"{}\"\nuser = \"neo4j\"\npassword = \"{}\"\n\
              batch_deadline = \"{deadline_ms}ms\"\nquery_timeout = \"5s\"\npool_size = 16\ncache_enabled = false\n",
             server.uri(),
@@ -601,6 +603,18 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
         "with Neo4j down every result says unavailable"
     );
     assert!(down_at.elapsed() < Duration::from_secs(100));
+    // The operator sees it: the graph's status changed, and the job stays ready (degraded:
+    // events are still scored).
+    let changes = |a: &riskstream_integration_tests::admin::Answer| {
+        samples(&a.body)
+            .get("riskstream_graph_status_changes_total")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    wait_for(admin, "/metrics", Duration::from_secs(30), |a| {
+        changes(a) >= 1.0
+    });
+    assert_eq!(get(admin, "/readyz").map(|a| a.status), Some(200));
 
     // Back: enrichment resumes without restarting the job.
     server.restart();
@@ -621,6 +635,14 @@ fn job_scores_without_the_graph_while_neo4j_is_down_and_recovers_by_itself_when_
     assert!(
         recovered,
         "results are ok again once Neo4j is back; log:\n{}",
+        job.log_text()
+    );
+    wait_for(admin, "/metrics", Duration::from_secs(30), |a| {
+        changes(a) >= 2.0
+    });
+    assert!(
+        job.log_text().contains("graph answering"),
+        "the recovery is logged; log:\n{}",
         job.log_text()
     );
 

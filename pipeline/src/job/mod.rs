@@ -338,9 +338,11 @@ impl Job {
             None => None,
         };
         let watching = tokio::spawn(watcher.run(reload_interval, reload_requests, cancel.clone()));
-        let stall_watch = observer
-            .reads_kafka()
-            .then(|| tokio::spawn(watch_for_stalls(observer.clone(), cancel.clone())));
+        let stall_watch = tokio::spawn(watch_health(
+            observer.clone(),
+            engine.enricher.clone(),
+            cancel.clone(),
+        ));
         let results_path = outputs.results_target.clone();
         let dead_letter_path = outputs.dead_letter_target.clone();
 
@@ -370,9 +372,7 @@ impl Job {
         let stopped = topology.join().await;
         // The watcher stops on `cancel`; a load in progress finishes first.
         let _ = watching.await;
-        if let Some(stall_watch) = stall_watch {
-            let _ = stall_watch.await;
-        }
+        let _ = stall_watch.await;
         if let Some(refreshing) = refreshing {
             let _ = refreshing.await;
         }
@@ -404,20 +404,46 @@ impl Job {
     }
 }
 
-/// Tells the observer when the Kafka source stalls (records wait, none is read for
-/// [`stall::STALL_AFTER`]) and when it reads again, until `cancel`.
-async fn watch_for_stalls(observer: Arc<Observer>, cancel: CancellationToken) {
-    let mut watch = stall::StallWatch::new(Instant::now());
-    let mut tick = tokio::time::interval(stall::STALL_CHECK_EVERY);
+/// Tells the observer, until `cancel`, when the graph starts or stops failing (Neo4j's
+/// circuit breaker opens or closes; looked at every second) and when the Kafka source stalls
+/// (records wait, none is read for [`stall::STALL_AFTER`]) or reads again.
+async fn watch_health(
+    observer: Arc<Observer>,
+    graph: Option<Arc<dyn riskstream_graph::GraphEnricher>>,
+    cancel: CancellationToken,
+) {
+    let mut stalls = stall::StallWatch::new(Instant::now());
+    let mut graph_failing = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut since_stall_check = Duration::ZERO;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let inputs = Metrics::get(&observer.metrics().inputs);
-        let backlog = observer.consumer_backlog();
-        if let Some((stalled, idle)) = watch.check(inputs, backlog, Instant::now()) {
-            SourceStalled { stalled, idle }.emit(&observer);
+        if let Some(graph) = &graph {
+            let failing = graph.is_failing();
+            if failing != graph_failing {
+                graph_failing = failing;
+                GraphStatusChanged {
+                    health: if failing {
+                        GraphHealth::Degraded
+                    } else {
+                        GraphHealth::Answering
+                    },
+                    reason: failing.then_some("circuit breaker open: the graph keeps failing"),
+                }
+                .emit(&observer);
+            }
+        }
+        since_stall_check += Duration::from_secs(1);
+        if observer.reads_kafka() && since_stall_check >= stall::STALL_CHECK_EVERY {
+            since_stall_check = Duration::ZERO;
+            let inputs = Metrics::get(&observer.metrics().inputs);
+            let backlog = observer.consumer_backlog();
+            if let Some((stalled, idle)) = stalls.check(inputs, backlog, Instant::now()) {
+                SourceStalled { stalled, idle }.emit(&observer);
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ pub enum GraphHealth {
     Unknown = 0,
     /// The graph answers, or no graph is configured.
     Answering = 1,
-    /// The graph does not answer and `graph.unavailable_policy` lets events be scored
+    /// The graph does not answer and the job scores events
     /// without it: ready, degraded.
     Degraded = 2,
     /// The graph does not answer and the policy does not allow scoring without it.
@@ -49,7 +49,7 @@ pub enum NotReady {
     ModelNotLoaded,
     #[error("graph has not answered yet")]
     GraphUnknown,
-    #[error("graph unavailable and graph.unavailable_policy does not allow scoring without it")]
+    #[error("graph unavailable and this job does not score without it")]
     GraphUnavailable,
     #[error("no Kafka partitions assigned to this consumer")]
     NoPartitions,
