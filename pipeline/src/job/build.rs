@@ -12,7 +12,6 @@ use riskstream_graph::{
     GraphRecord, MemoryGraph, Neo4jGraph, Neo4jOptions,
 };
 use riskstream_inference::{DeviceChoice, Model};
-use tokio_util::sync::CancellationToken;
 
 use super::delivery::{Acknowledge, Outputs, Target};
 use super::state::Readiness;
@@ -52,16 +51,12 @@ impl Job {
         let observer = Observer::new(metrics.clone(), source_label(config, &options));
         // The admin endpoint comes up first: a port in use fails before the slow start-up
         // work, and probes see the job start (`/readyz` 503 until it runs).
-        let admin_stop = CancellationToken::new();
         let admin = match config.admin.listen {
+            // Stopped by the job at the end of its run, or when the job is dropped unrun.
             Some(address) => Some(
-                admin::serve(
-                    address,
-                    observer.clone(),
-                    admin_stop.clone().cancelled_owned(),
-                )
-                .await
-                .map_err(|e| BuildError::Admin(Box::new(e)))?,
+                admin::serve(address, observer.clone(), std::future::pending())
+                    .await
+                    .map_err(|e| BuildError::Admin(Box::new(e)))?,
             ),
             None => None,
         };
@@ -147,7 +142,6 @@ impl Job {
             readiness: Arc::new(Readiness::observed(observer.clone())),
             observer,
             admin,
-            _admin_stop: admin_stop.drop_guard(),
             sizes: Sizes {
                 batch_size: config.pipeline.batch_size,
                 channel_capacity: config.pipeline.channel_capacity,

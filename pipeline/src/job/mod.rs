@@ -205,10 +205,9 @@ pub struct Job {
     sizes: Sizes,
     /// The job's metrics registry and readiness, served by the admin endpoint.
     observer: Arc<Observer>,
-    /// The admin endpoint (`admin.listen`), when on.
+    /// The admin endpoint (`admin.listen`), when on; it stops when `run` returns, or when
+    /// the job is dropped unrun.
     admin: Option<AdminServer>,
-    /// Stops the admin endpoint when the job is dropped (after `run`, or unrun).
-    _admin_stop: tokio_util::sync::DropGuard,
 }
 
 impl Job {
@@ -260,7 +259,8 @@ impl Job {
 
     /// Runs the job until the input ends, `max_events` is reached, or `shutdown` resolves;
     /// in every case what was read is finished and delivered first.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, RunError> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, RunError> {
+        let admin = self.admin.take();
         let cancel = CancellationToken::new();
         let readiness = self.readiness.clone();
         let work = self.run_until(cancel.clone());
@@ -278,6 +278,10 @@ impl Job {
             }
         };
         readiness.set(JobState::Stopped);
+        // Closed before the caller hears the run is over: a probe after `run` is refused.
+        if let Some(admin) = admin {
+            admin.stop().await;
+        }
         result
     }
 
@@ -299,8 +303,7 @@ impl Job {
             readiness,
             sizes,
             observer,
-            admin: _admin,
-            _admin_stop,
+            admin: _,
         } = self;
         // Held to the end: the watcher stops taking requests when every sender is gone.
         let _reloads = reloads;

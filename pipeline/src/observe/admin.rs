@@ -24,6 +24,7 @@ use riskstream_graph::EntityKind;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::Observer;
 use crate::aggregate::KeySnapshot;
@@ -54,6 +55,8 @@ pub enum AdminError {
 pub struct AdminServer {
     local_addr: SocketAddr,
     task: JoinHandle<()>,
+    /// Stops the endpoint when the server is stopped or dropped.
+    stop: DropGuard,
 }
 
 impl AdminServer {
@@ -64,11 +67,23 @@ impl AdminServer {
 
     /// Waits until it stopped accepting connections (after `shutdown` resolved).
     pub async fn stopped(self) {
-        let _ = self.task.await;
+        let AdminServer { task, stop, .. } = self;
+        // Still stops it if this wait is dropped half-way.
+        let _stop = stop;
+        let _ = task.await;
+    }
+
+    /// Stops accepting connections now and waits until the listening socket is closed:
+    /// once this returns, a connection to [`AdminServer::local_addr`] is refused.
+    pub async fn stop(self) {
+        let AdminServer { task, stop, .. } = self;
+        drop(stop);
+        let _ = task.await;
     }
 }
 
-/// Binds `addr` and serves the admin endpoint for `observer` until `shutdown` resolves.
+/// Binds `addr` and serves the admin endpoint for `observer` until `shutdown` resolves or the
+/// returned server is stopped or dropped.
 ///
 /// Binding happens before this returns, so a port in use is an error at start-up
 /// ([`AdminError::Bind`], naming `admin.listen`). Must be called on a tokio runtime.
@@ -81,8 +96,19 @@ pub async fn serve(
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let local_addr = listener.local_addr().map_err(bind_error)?;
     tracing::info!(address = %local_addr, "admin endpoint listening");
-    let task = tokio::spawn(accept(listener, observer, shutdown));
-    Ok(AdminServer { local_addr, task })
+    let stop = CancellationToken::new();
+    let stopped = stop.clone().cancelled_owned();
+    let task = tokio::spawn(accept(listener, observer, async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = stopped => {}
+        }
+    }));
+    Ok(AdminServer {
+        local_addr,
+        task,
+        stop: stop.drop_guard(),
+    })
 }
 
 async fn accept(

@@ -494,6 +494,18 @@ async fn the_endpoint_stops_listening_when_shutdown_resolves() {
     assert!(TcpStream::connect(addr).await.is_err());
 }
 
+// One runtime thread and a blocking connect: the accept task cannot close the listener
+// between the stop and the connect unless `stop` waited for it (a job's caller probing
+// right after `run` returned once got through).
+#[tokio::test(flavor = "current_thread")]
+async fn once_stop_returns_a_connection_is_refused() {
+    let job = start("file").await;
+    let addr = job.addr();
+    assert_eq!(get(addr, "/healthz").await.status, 200);
+    job.server.stop().await;
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
 #[tokio::test]
 async fn two_jobs_in_one_process_count_separately() {
     let first = start("file").await;
