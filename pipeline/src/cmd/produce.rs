@@ -14,7 +14,6 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
-use riskstream_config::Config;
 use riskstream_pipeline::decode::parse_ts;
 use riskstream_pipeline::kafka::{client_config, ensure_topics, LogContext};
 use riskstream_pipeline::progress::{Progress, Unit};
@@ -27,12 +26,8 @@ use riskstream_pipeline::job::generator_options;
 /// Options of `riskstream produce`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProduceArgs {
-    /// Configuration file (TOML): `[kafka]` supplies defaults and client properties.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Bootstrap brokers (default: kafka.brokers).
-    #[arg(long)]
-    pub brokers: Option<String>,
+    #[command(flatten)]
+    pub client: super::KafkaClientArgs,
     /// Topic to write (default: the first of kafka.input_topics).
     #[arg(long)]
     pub topic: Option<String>,
@@ -83,12 +78,7 @@ struct KeyFields<'a> {
 }
 
 pub async fn produce(args: ProduceArgs) -> anyhow::Result<ProduceSummary> {
-    let mut config = Config::load(args.config.as_deref())
-        .map_err(anyhow::Error::from)
-        .context("invalid configuration")?;
-    if let Some(brokers) = &args.brokers {
-        config.kafka.brokers = brokers.clone();
-    }
+    let mut config = args.client.load()?;
     if let Some(seed) = args.seed {
         config.source.generator.seed = seed;
     }

@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -17,7 +16,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use riskstream_config::Config;
 use riskstream_pipeline::kafka::{client_config, LogContext, START_TIMEOUT};
 use riskstream_pipeline::result::{Decision, ResultRecord};
 use riskstream_pipeline::time::{parse_period, parse_time};
@@ -25,12 +23,8 @@ use riskstream_pipeline::time::{parse_period, parse_time};
 /// Options of `riskstream results`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ResultsArgs {
-    /// Configuration file (TOML): `[kafka]` supplies defaults and client properties.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Bootstrap brokers (default: kafka.brokers).
-    #[arg(long)]
-    pub brokers: Option<String>,
+    #[command(flatten)]
+    pub client: super::KafkaClientArgs,
     /// Results topic (default: kafka.results_topic).
     #[arg(long)]
     pub topic: Option<String>,
@@ -138,12 +132,7 @@ pub async fn results(args: ResultsArgs) -> anyhow::Result<()> {
 }
 
 fn query(args: ResultsArgs) -> anyhow::Result<()> {
-    let mut config = Config::load(args.config.as_deref())
-        .map_err(anyhow::Error::from)
-        .context("invalid configuration")?;
-    if let Some(brokers) = &args.brokers {
-        config.kafka.brokers = brokers.clone();
-    }
+    let config = args.client.load()?;
     let topic = args
         .topic
         .clone()
