@@ -197,17 +197,8 @@ mod tests {
 
     fn event(account: &str, device: Option<&str>) -> Event {
         Event {
-            event_id: "e".into(),
-            ts_ms: 0,
-            account_id: account.into(),
-            counterparty_id: None,
-            merchant_id: None,
             device_id: device.map(Into::into),
-            ip: None,
-            amount: 1.0,
-            currency: None,
-            channel: None,
-            country: None,
+            ..Event::bare("e", 0, account, 1.0)
         }
     }
 

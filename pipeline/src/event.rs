@@ -105,6 +105,27 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+#[cfg(test)]
+impl Event {
+    /// An event of `account_id` with only the required fields; tests set the rest with
+    /// `Event { device_id: Some(..), ..Event::bare(..) }`.
+    pub(crate) fn bare(event_id: &str, ts_ms: i64, account_id: &str, amount: f64) -> Event {
+        Event {
+            event_id: event_id.to_string(),
+            ts_ms,
+            account_id: account_id.to_string(),
+            counterparty_id: None,
+            merchant_id: None,
+            device_id: None,
+            ip: None,
+            amount,
+            currency: None,
+            channel: None,
+            country: None,
+        }
+    }
+}
+
 impl Event {
     /// The wire form of this event, borrowing its strings.
     pub fn to_record(&self) -> EventRecord<'_> {

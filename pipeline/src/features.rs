@@ -572,17 +572,8 @@ mod tests {
     #[test]
     fn features_of_absurd_amounts_are_all_finite() {
         let event = |id: &str, amount: f64| Event {
-            event_id: id.into(),
-            ts_ms: 0,
-            account_id: "A-1".into(),
-            counterparty_id: None,
             merchant_id: Some("M-1".into()),
-            device_id: None,
-            ip: None,
-            amount,
-            currency: None,
-            channel: None,
-            country: None,
+            ..Event::bare(id, 0, "A-1", amount)
         };
         let options = crate::aggregate::AggregateOptions::default();
         let aggregator = crate::aggregate::Aggregator::new(options.clone()).unwrap();
@@ -623,17 +614,8 @@ mod tests {
     #[test]
     fn graph_features_land_under_their_names() {
         let event = Event {
-            event_id: "e-1".into(),
-            ts_ms: 0,
-            account_id: "A-1".into(),
-            counterparty_id: None,
-            merchant_id: None,
             device_id: Some("D-1".into()),
-            ip: None,
-            amount: 10.0,
-            currency: None,
-            channel: None,
-            country: None,
+            ..Event::bare("e-1", 0, "A-1", 10.0)
         };
         let options = crate::aggregate::AggregateOptions::default();
         let aggregator = crate::aggregate::Aggregator::new(options.clone()).unwrap();

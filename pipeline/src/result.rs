@@ -676,17 +676,8 @@ mod tests {
     #[test]
     fn encoded_result_is_valid_json_with_every_field_and_escaped_input() {
         let event = Event {
-            event_id: "e-\"1\"".into(),
-            ts_ms: 1_795_341_792_512,
-            account_id: "A-1\\".into(),
-            counterparty_id: None,
             merchant_id: Some("M-1".into()),
-            device_id: None,
-            ip: None,
-            amount: 12.5,
-            currency: None,
-            channel: None,
-            country: None,
+            ..Event::bare("e-\"1\"", 1_795_341_792_512, "A-1\\", 12.5)
         };
         let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();
         let aggregates = aggregator.apply_batch(std::slice::from_ref(&event));
@@ -836,19 +827,7 @@ mod tests {
                         source,
                         (processed_at, latency_us),
                     )| Inputs {
-                        event: Event {
-                            event_id,
-                            ts_ms,
-                            account_id,
-                            counterparty_id: None,
-                            merchant_id: None,
-                            device_id: None,
-                            ip: None,
-                            amount: 1.0,
-                            currency: None,
-                            channel: None,
-                            country: None,
-                        },
+                        event: Event::bare(&event_id, ts_ms, &account_id, 1.0),
                         score,
                         decision,
                         reasons,
@@ -1016,19 +995,7 @@ mod tests {
 
     fn sample() -> Inputs {
         Inputs {
-            event: Event {
-                event_id: "e-1".into(),
-                ts_ms: 1_795_341_792_512,
-                account_id: "A-1".into(),
-                counterparty_id: None,
-                merchant_id: None,
-                device_id: None,
-                ip: None,
-                amount: 1.0,
-                currency: None,
-                channel: None,
-                country: None,
-            },
+            event: Event::bare("e-1", 1_795_341_792_512, "A-1", 1.0),
             score: 0.5,
             decision: Decision::Review,
             reasons: vec![("amount_log".into(), "payment amount".into(), 2.0, 0.5)],
