@@ -78,6 +78,37 @@ pub enum ModelError {
         reason: String,
     },
 
+    /// `metadata.json` holds no canary, so the model cannot be checked before it is used.
+    #[error(
+        "{path} has no canary: a model is checked by scoring the canary rows in its metadata \
+         before it is used. Write one from a labelled data set with \
+         `riskstream model canary --model {dir} --data DATA_DIR` (`riskstream gen` makes a \
+         data set; `riskstream train` writes a canary with every model it trains)"
+    )]
+    MissingCanary {
+        /// The metadata file.
+        path: PathBuf,
+        /// The model directory.
+        dir: PathBuf,
+    },
+
+    /// The model scored its canary rows degenerately or not as expected; it is not used.
+    #[error("model {dir} refused: {reason}")]
+    CanaryFailed {
+        /// The model directory.
+        dir: PathBuf,
+        /// What was wrong with the scores, with the expected ones.
+        reason: String,
+    },
+
+    /// No canary could be chosen for a model: too few labelled rows, or a model that scores
+    /// them degenerately.
+    #[error("cannot write a canary: {reason}")]
+    CanaryRows {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A model assembled in memory (by training) failed the checks a loaded model must pass.
     #[error("the trained model is inconsistent: {reason}")]
     InvalidTrainedModel {

@@ -9,7 +9,13 @@
 //! * `model.safetensors` — the layer weights (`layers.{i}.weight` `[out, in]`,
 //!   `layers.{i}.bias` `[out]`, F32);
 //! * `metadata.json` — [`ModelMetadata`]: version, feature names, normalisation constants,
-//!   hidden sizes, decision thresholds, training metrics and history.
+//!   hidden sizes, decision thresholds, training metrics and history, and the model's
+//!   [`Canary`]: feature rows with the scores expected for them.
+//!
+//! [`Model::load`] refuses a model whose canary rows do not score as expected (within
+//! [`CANARY_TOLERANCE`]) or score degenerately (all alike, only 0 and 1, not finite), and a
+//! model without a canary: a finite but absurd constant in the metadata or the weights
+//! passes every other check and can make a model allow everything.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -58,6 +64,7 @@
 //! blocks, not within dot products); candle's CPU scores can change in the last bits with
 //! the batch size, and CPU and CUDA agree within 1e-4.
 
+mod canary;
 mod device;
 mod error;
 mod metadata;
@@ -67,6 +74,10 @@ mod plain;
 mod train;
 mod weights;
 
+pub use canary::{
+    Canary, CanaryRow, CANARY_ROWS_PER_LABEL, CANARY_TOLERANCE, MAX_CANARY_ROWS, MIN_CANARY_ROWS,
+    MIN_CANARY_SPREAD,
+};
 pub use device::{DeviceChoice, UnknownDevice};
 pub use error::ModelError;
 pub use metadata::{

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::canary::Canary;
 use crate::error::ModelError;
 
 /// The `format_version` this build reads and writes.
@@ -115,6 +116,11 @@ pub struct ModelMetadata {
     /// How the model was trained.
     #[serde(default)]
     pub training: TrainingInfo,
+    /// Feature rows and the scores this model gave them, scored again before the model is
+    /// used (see [`Canary`]). Written by training and by `riskstream model canary`; a model
+    /// without one is refused by [`crate::Model::load`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
 }
 
 impl ModelMetadata {
@@ -184,6 +190,9 @@ impl ModelMetadata {
                 self.thresholds.review, self.thresholds.block
             ));
         }
+        if let Some(canary) = &self.canary {
+            canary.check(n)?;
+        }
         Ok(())
     }
 }
@@ -207,6 +216,7 @@ pub(crate) mod tests {
             },
             metrics: serde_json::Value::Null,
             training: TrainingInfo::default(),
+            canary: None,
         }
     }
 

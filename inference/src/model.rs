@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
+use crate::canary::Canary;
 use crate::device::DeviceChoice;
 use crate::error::{ModelError, TensorContext};
 use crate::metadata::{ModelMetadata, Thresholds, METADATA_FILE, WEIGHTS_FILE};
@@ -138,14 +139,27 @@ pub enum Backend {
 }
 
 impl Model {
-    /// Loads `metadata.json` and `model.safetensors` from `dir` onto `device`.
+    /// Loads `metadata.json` and `model.safetensors` from `dir` onto `device`, and checks the
+    /// model against its canary.
     ///
     /// Everything is checked before a model is returned: the metadata parses and is
     /// consistent (feature count equals the normalisation lengths, thresholds satisfy
     /// `0 < review < block < 1`, format version known), every tensor the hidden sizes imply
     /// is present with the right shape and finite values, and nothing else is in the file.
-    /// Errors name the file and what is wrong with it.
+    /// Then the model scores the canary rows of its metadata, on the device it will score
+    /// events on: a model without a canary, or whose canary scores are degenerate or differ
+    /// from the expected ones by more than [`crate::CANARY_TOLERANCE`], is refused (see
+    /// [`Canary`]). Errors name the file or directory and what is wrong with it.
     pub fn load(dir: &Path, device: DeviceChoice) -> Result<Model, ModelError> {
+        let model = Model::load_unverified(dir, device)?;
+        model.verify_canary(dir)?;
+        Ok(model)
+    }
+
+    /// [`Model::load`] without the canary check: a model without a canary, or one that fails
+    /// it, is returned too. Only for writing a canary for a model that has none
+    /// (`riskstream model canary`); never score events with what it returns.
+    pub fn load_unverified(dir: &Path, device: DeviceChoice) -> Result<Model, ModelError> {
         let metadata_path = dir.join(METADATA_FILE);
         let bytes = read_bounded(&metadata_path, MAX_METADATA_BYTES)?;
         let text = String::from_utf8(bytes).map_err(|err| ModelError::Read {
@@ -174,6 +188,55 @@ impl Model {
                 }
             })?;
         Model::assemble(metadata, params, device.open()?)
+    }
+
+    /// Scores the canary rows with [`Model::backend`] and compares them with the expected
+    /// scores; `dir` is named in the error.
+    fn verify_canary(&self, dir: &Path) -> Result<(), ModelError> {
+        let Some(canary) = &self.metadata.canary else {
+            return Err(ModelError::MissingCanary {
+                path: dir.join(METADATA_FILE),
+                dir: dir.to_path_buf(),
+            });
+        };
+        let scores = self.score(&canary.feature_rows(), canary.rows.len())?;
+        canary
+            .verify(&scores)
+            .map_err(|reason| ModelError::CanaryFailed {
+                dir: dir.to_path_buf(),
+                reason,
+            })
+    }
+
+    /// Chooses this model's canary from labelled rows (raw features row-major, labels 0 or
+    /// 1), scores them and keeps it in the metadata, replacing any canary it had; what
+    /// [`Model::save`] or [`Model::save_metadata`] then writes. Rows of both labels are
+    /// taken at evenly spaced ranks of this model's scores (see [`Canary`]). Fails when the
+    /// rows are too few or the model scores them degenerately.
+    pub fn choose_canary(
+        &mut self,
+        features: &[f32],
+        labels: &[f32],
+    ) -> Result<&Canary, ModelError> {
+        let scores = self.score(features, labels.len())?;
+        self.set_canary_from_scores(features, labels, &scores)
+    }
+
+    /// [`Model::choose_canary`] with the rows already scored by this model.
+    pub(crate) fn set_canary_from_scores(
+        &mut self,
+        features: &[f32],
+        labels: &[f32],
+        scores: &[f32],
+    ) -> Result<&Canary, ModelError> {
+        let canary = Canary::choose(features, self.n_features(), labels, scores)
+            .map_err(|reason| ModelError::CanaryRows { reason })?;
+        Ok(self.metadata.canary.insert(canary))
+    }
+
+    /// The model's canary, if it has one (a model returned by [`Model::load`] always has).
+    pub fn canary(&self) -> Option<&Canary> {
+        self.metadata.canary.as_ref()
     }
 
     /// Assembles a model from parameters built in memory (by training), with the same checks
@@ -238,7 +301,13 @@ impl Model {
             source: io::Error::other(e.to_string()),
         })?;
         write_atomically(&weights_path, &bytes)?;
+        self.save_metadata(dir)
+    }
 
+    /// Writes `metadata.json` only (atomically, like [`Model::save`]) into an existing
+    /// directory: what `riskstream model canary` does to give a model a canary without
+    /// touching its weights.
+    pub fn save_metadata(&self, dir: &Path) -> Result<(), ModelError> {
         let metadata_path = dir.join(METADATA_FILE);
         let mut json =
             serde_json::to_vec_pretty(&self.metadata).map_err(|e| ModelError::Write {
@@ -247,6 +316,48 @@ impl Model {
             })?;
         json.push(b'\n');
         write_atomically(&metadata_path, &json)
+    }
+
+    /// Writes this model's canary into `dir/metadata.json` without touching the weights.
+    ///
+    /// When the file there holds this model's metadata without a canary, the canary is added
+    /// as its last field and every other byte of the file stays as it was (parsing and
+    /// writing the whole file again could move a 17-digit training metric by one unit in
+    /// the last place). Otherwise the whole metadata is written, as [`Model::save_metadata`]
+    /// does. `riskstream model canary` writes a canary this way.
+    pub fn save_canary(&self, dir: &Path) -> Result<(), ModelError> {
+        let path = dir.join(METADATA_FILE);
+        let appended = match &self.metadata.canary {
+            Some(canary) => read_bounded(&path, MAX_METADATA_BYTES)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|text| self.with_canary_appended(&text, canary)),
+            None => None,
+        };
+        match appended {
+            Some(text) => write_atomically(&path, text.as_bytes()),
+            None => self.save_metadata(dir),
+        }
+    }
+
+    /// `text` (a metadata file) with `canary` added as its last field, if `text` holds this
+    /// model's metadata without a canary and the result reads back with that canary.
+    fn with_canary_appended(&self, text: &str, canary: &Canary) -> Option<String> {
+        let on_disk: ModelMetadata = serde_json::from_str(text).ok()?;
+        let mut without = self.metadata.clone();
+        without.canary = None;
+        if on_disk != without {
+            return None;
+        }
+        let body = text.trim_end().strip_suffix('}')?.trim_end();
+        let pretty = serde_json::to_string_pretty(canary).ok()?;
+        let mut out = String::with_capacity(text.len() + pretty.len() * 2);
+        out.push_str(body);
+        out.push_str(",\n  \"canary\": ");
+        out.push_str(&pretty.replace('\n', "\n  "));
+        out.push_str("\n}\n");
+        let back: ModelMetadata = serde_json::from_str(&out).ok()?;
+        (back.canary.as_ref() == Some(canary)).then_some(out)
     }
 
     /// Everything about the model except its weights.
@@ -621,7 +732,12 @@ mod tests {
                 bias: (0..outputs).map(|o| o as f32 * 0.01).collect(),
             })
             .collect();
-        Model::from_parts(metadata, params, Device::Cpu).expect("test model is consistent")
+        let mut m =
+            Model::from_parts(metadata, params, Device::Cpu).expect("test model is consistent");
+        let labels: Vec<f32> = (0..64).map(|r| f32::from(u8::from(r % 4 == 0))).collect();
+        m.choose_canary(&rows(64, n_features), &labels)
+            .expect("the test model scores its rows apart");
+        m
     }
 
     fn rows(n_rows: usize, n_features: usize) -> Vec<f32> {
@@ -990,6 +1106,8 @@ mod tests {
         meta.feature_names.push("extra".to_owned());
         meta.norm_mean.push(0.0);
         meta.norm_std.push(1.0);
+        // The canary's rows have the old length too; without it the weights are checked.
+        meta.canary = None;
         let json = serde_json::to_vec(&meta).expect("serialisable metadata");
         fs::write(dir.path().join(METADATA_FILE), json).expect("overwrite");
         let message = load_error(dir.path());
@@ -1021,6 +1139,208 @@ mod tests {
         assert!(
             message.contains(METADATA_FILE) && message.contains("line 1"),
             "{message}"
+        );
+    }
+
+    fn shipped() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/riskstream-v1")
+    }
+
+    /// A copy of the shipped model's two files in a fresh directory.
+    fn shipped_copy() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        for file in [METADATA_FILE, WEIGHTS_FILE] {
+            fs::copy(shipped().join(file), dir.path().join(file)).expect("copy model file");
+        }
+        dir
+    }
+
+    /// Rewrites the metadata of the model in `dir` as JSON.
+    fn edit_metadata(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = dir.join(METADATA_FILE);
+        let text = fs::read_to_string(&path).expect("metadata written");
+        let mut json: serde_json::Value = serde_json::from_str(&text).expect("valid json");
+        edit(&mut json);
+        fs::write(&path, json.to_string()).expect("overwrite metadata");
+    }
+
+    /// The shipped model with other parameters (and the shipped canary), saved to a fresh
+    /// directory.
+    fn shipped_with_params(edit: impl FnOnce(&mut [LayerParams])) -> tempfile::TempDir {
+        let shipped = Model::load(&shipped(), DeviceChoice::Cpu).expect("shipped model loads");
+        let mut params = shipped.params().to_vec();
+        edit(&mut params);
+        let changed = Model::from_parts(shipped.metadata().clone(), params, Device::Cpu)
+            .expect("finite parameters of the right shape");
+        saved(&changed)
+    }
+
+    fn refused_by_canary(dir: &Path) -> String {
+        match Model::load(dir, DeviceChoice::Cpu) {
+            Err(err @ ModelError::CanaryFailed { .. }) => {
+                let message = err.to_string();
+                assert!(
+                    message.starts_with(&format!("model {} refused: ", dir.display())),
+                    "the error names the model directory: {message}"
+                );
+                message
+            }
+            other => panic!("the canary must refuse the model, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_shipped_model_loads_and_passes_its_own_canary() {
+        let m = Model::load(&shipped(), DeviceChoice::Cpu).expect("shipped model loads");
+        let canary = m.canary().expect("the shipped model has a canary");
+        let fraud = canary.rows.iter().filter(|r| r.label == 1).count();
+        assert_eq!(fraud, crate::CANARY_ROWS_PER_LABEL, "fraud-like rows");
+        assert_eq!(
+            canary.rows.len() - fraud,
+            crate::CANARY_ROWS_PER_LABEL,
+            "benign rows"
+        );
+        let rows = canary.feature_rows();
+        for backend in [Backend::Plain, Backend::Candle] {
+            let scores = m
+                .score_with(backend, &rows, canary.rows.len())
+                .expect("valid rows");
+            assert_eq!(canary.verify(&scores), Ok(()), "{backend:?}");
+        }
+        let (low, high) = canary
+            .expected()
+            .iter()
+            .fold((1.0f32, 0.0f32), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+        assert!(low < 0.01 && high > 0.99, "the canary spans {low}..{high}");
+    }
+
+    #[test]
+    fn a_model_whose_norm_mean_is_3e38_is_refused_at_load() {
+        let dir = shipped_copy();
+        edit_metadata(dir.path(), |json| {
+            json["norm_mean"][0] = serde_json::json!(3e38)
+        });
+        let message = refused_by_canary(dir.path());
+        assert!(
+            message
+                .contains("degenerate scores: it scores every canary row 0.0000; expected spread"),
+            "{message}"
+        );
+        // What the check stops: without it the model loads and allows everything.
+        let unchecked =
+            Model::load_unverified(dir.path(), DeviceChoice::Cpu).expect("passes other checks");
+        let canary = unchecked.canary().expect("canary kept");
+        let scores = unchecked
+            .score(&canary.feature_rows(), canary.rows.len())
+            .expect("finite rows");
+        assert!(scores.iter().all(|&s| s == 0.0), "{scores:?}");
+    }
+
+    #[test]
+    fn last_layer_weights_of_3e38_are_refused_at_load() {
+        let dir = shipped_with_params(|params| {
+            let last = params.len() - 1;
+            for (k, w) in params[last].weight.iter_mut().enumerate() {
+                *w = if k % 2 == 0 { 3e38 } else { -3e38 };
+            }
+        });
+        let message = refused_by_canary(dir.path());
+        assert!(
+            message.contains("degenerate scores: it scores"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_canary_that_disagrees_with_the_weights_is_refused() {
+        let dir = shipped_with_params(|params| {
+            let last = params.len() - 1;
+            params[last].bias[0] += 0.05;
+        });
+        let message = refused_by_canary(dir.path());
+        assert!(
+            message.contains("its scores differ from its canary's by more than 1e-4 on"),
+            "{message}"
+        );
+        assert!(
+            message.contains("not the ones the canary was written with"),
+            "{message}"
+        );
+
+        let dir = shipped_copy();
+        edit_metadata(dir.path(), |json| {
+            let rows = json["canary"]["rows"].as_array_mut().expect("canary rows");
+            let middle = rows
+                .iter_mut()
+                .find(|row| row["score"].as_f64().is_some_and(|s| s > 0.1 && s < 0.9))
+                .expect("a canary row scored between 0.1 and 0.9");
+            let score = middle["score"].as_f64().unwrap_or_default();
+            middle["score"] = serde_json::json!(score + 0.001);
+        });
+        let message = refused_by_canary(dir.path());
+        assert!(message.contains("on 1 of 32 rows"), "{message}");
+    }
+
+    #[test]
+    fn a_model_without_a_canary_is_refused_with_how_to_write_one() {
+        let dir = shipped_copy();
+        edit_metadata(dir.path(), |json| {
+            json.as_object_mut().map(|o| o.remove("canary"));
+        });
+        let message = load_error(dir.path());
+        assert!(message.contains("has no canary"), "{message}");
+        assert!(
+            message.contains(&format!(
+                "riskstream model canary --model {} --data DATA_DIR",
+                dir.path().display()
+            )),
+            "{message}"
+        );
+        let mut m = Model::load_unverified(dir.path(), DeviceChoice::Cpu)
+            .expect("loads without the canary check");
+        let batch = rows(64, m.n_features());
+        let labels: Vec<f32> = (0..64).map(|r| f32::from(u8::from(r % 2 == 0))).collect();
+        m.choose_canary(&batch, &labels).expect("a canary");
+        let weights = fs::read(dir.path().join(WEIGHTS_FILE)).expect("weights");
+        let before = fs::read_to_string(dir.path().join(METADATA_FILE)).expect("metadata");
+        m.save_canary(dir.path()).expect("canary written");
+        assert_eq!(
+            fs::read(dir.path().join(WEIGHTS_FILE)).ok(),
+            Some(weights),
+            "a canary is written without touching the weights"
+        );
+        let after = fs::read_to_string(dir.path().join(METADATA_FILE)).expect("metadata");
+        let kept = before.trim_end().trim_end_matches('}').trim_end();
+        assert!(
+            after.starts_with(kept) && after[kept.len()..].starts_with(",\n  \"canary\": {"),
+            "the rest of the metadata is kept byte for byte:\n{}",
+            &after[..after.len().min(300)]
+        );
+        let loaded = Model::load(dir.path(), DeviceChoice::Cpu).expect("loads with its new canary");
+        assert_eq!(loaded.metadata(), m.metadata());
+    }
+
+    #[test]
+    fn a_canary_is_not_chosen_for_a_model_that_scores_every_row_alike() {
+        let mut m = model(4, vec![3]);
+        let flat: Vec<LayerParams> = m
+            .params()
+            .iter()
+            .map(|layer| LayerParams {
+                weight: vec![0.0; layer.weight.len()],
+                ..layer.clone()
+            })
+            .collect();
+        m = Model::from_parts(m.metadata().clone(), flat, Device::Cpu).expect("consistent");
+        let labels: Vec<f32> = (0..40).map(|r| f32::from(u8::from(r % 2 == 0))).collect();
+        let err = m
+            .choose_canary(&rows(40, 4), &labels)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("cannot write a canary: the canary's expected scores are degenerate"),
+            "{err}"
         );
     }
 

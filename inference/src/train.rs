@@ -19,6 +19,9 @@
 //!    [`TrainOptions::positive_weight`] because fraud is rare.
 //! 5. Thresholds chosen on the validation split by [`choose_thresholds`]; metrics on both
 //!    splits computed with the final model exactly as it will score in production.
+//! 6. The canary ([`crate::Canary`]) chosen from all rows of the data set by the final
+//!    model's scores, so that the saved model can be checked whenever it is loaded; a model
+//!    that scores the chosen rows degenerately is an error, not a model.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -312,6 +315,8 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<(Model, TrainReport)
                 .map(|&j| data.feature_names[j].clone())
                 .collect(),
         },
+        // Chosen below, once the model exists to score the rows.
+        canary: None,
     };
     let mut model = Model::from_parts(metadata, params, Device::Cpu)?;
 
@@ -350,6 +355,7 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<(Model, TrainReport)
         "epochs_loss": report.epochs_loss,
     });
     model.set_evaluation(thresholds, metrics);
+    model.set_canary_from_scores(&data.features, &data.labels, &scores)?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok((model, report))
 }

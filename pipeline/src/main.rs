@@ -12,6 +12,7 @@ use riskstream_pipeline::logging;
 mod cmd;
 
 use cmd::graph as graph_cmd;
+use cmd::model as model_cmd;
 use cmd::{
     bench as bench_cmd, gen as gen_cmd, passthrough as passthrough_cmd, produce as produce_cmd,
     replay as replay_cmd, results as results_cmd, run as run_cmd, train as train_cmd,
@@ -63,6 +64,11 @@ enum Command {
     Graph {
         #[command(subcommand)]
         command: graph_cmd::GraphCommand,
+    },
+    /// Model tools: write a model's canary.
+    Model {
+        #[command(subcommand)]
+        command: model_cmd::ModelCommand,
     },
     /// Configuration tools.
     Config {
@@ -161,6 +167,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Gen(args) => gen_cmd::gen(args).map(|()| ExitCode::SUCCESS),
         Command::Train(args) => train_cmd::train(args).map(|()| ExitCode::SUCCESS),
+        Command::Model { command } => model_cmd::run(command).map(|()| ExitCode::SUCCESS),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(file.as_deref()) {

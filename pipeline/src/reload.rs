@@ -5,9 +5,9 @@
 //! (`ArcSwap::load_full`, no lock), so a batch is scored, decided and labelled with one
 //! model from start to end, and a swap takes effect at the next batch boundary. Candidates
 //! are loaded and checked on a blocking thread, off the hot path; only a model that passes
-//! every check is stored. Anything else (bad metadata, truncated weights, another feature
-//! list, thresholds out of order) is logged as an error naming the file and the problem,
-//! and the old model keeps serving.
+//! every check is stored. Anything else (bad metadata, truncated weights, a model that
+//! fails its canary, another feature list, thresholds out of order) is logged as an error
+//! naming the file and the problem, and the old model keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;

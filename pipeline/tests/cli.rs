@@ -370,6 +370,46 @@ fn train_with_the_same_seed_reports_the_same_metrics_and_the_model_loads() {
         lines[0]["graph"]["status"], "ok",
         "graph.jsonl beside the input is used"
     );
+
+    // `model canary` on the training data writes the canary training wrote.
+    let trained: serde_json::Value = summary(&dir.path().join("m1/metadata.json"));
+    let copy = dir.path().join("m1-copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::copy(
+        dir.path().join("m1/model.safetensors"),
+        copy.join("model.safetensors"),
+    )
+    .unwrap();
+    let mut without = trained.clone();
+    without.as_object_mut().unwrap().remove("canary");
+    std::fs::write(copy.join("metadata.json"), without.to_string()).unwrap();
+    let canary = || {
+        bin()
+            .args(["model", "canary", "--model"])
+            .arg(&copy)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    ok(canary());
+    let rewritten = summary(&copy.join("metadata.json"));
+    assert_eq!(rewritten["canary"], trained["canary"]);
+    assert_eq!(trained["canary"]["rows"].as_array().map(Vec::len), Some(32));
+
+    // A canary the model fails is not replaced without --force.
+    let mut tampered = rewritten.clone();
+    tampered["canary"]["rows"][3]["score"] = serde_json::json!(0.5);
+    tampered["canary"]["rows"][4]["score"] = serde_json::json!(0.25);
+    std::fs::write(copy.join("metadata.json"), tampered.to_string()).unwrap();
+    let refused = canary();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refused: its scores differ from its canary's")
+            && stderr.contains("unless --force"),
+        "{stderr}"
+    );
 }
 
 #[cfg(unix)]

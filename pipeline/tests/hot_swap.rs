@@ -395,3 +395,163 @@ fn a_corrupt_model_is_rejected_while_the_old_one_keeps_serving_and_sighup_reload
     assert_eq!(summary["model_rejections"], 1);
     assert_eq!(summary["model_swaps"], 1);
 }
+
+/// Rewrites the model's metadata.json through `edit`.
+fn edit_metadata(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join(METADATA);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+}
+
+/// A model that passes every check but the canary: the shipped weights with a finite but
+/// absurd normalisation mean (it scores every event 0.0, so everything would be allowed).
+fn degenerate_metadata(dir: &Path, version: &str) {
+    copy_model(&repo_root().join("models/riskstream-v1"), dir);
+    edit_metadata(dir, |json| {
+        json["version"] = serde_json::json!(version);
+        json["norm_mean"][0] = serde_json::json!(3e38);
+    });
+}
+
+/// Overwrites the values of one F32 tensor of the model's safetensors file in place.
+fn set_tensor(dir: &Path, name: &str, value: impl Fn(usize) -> f32) {
+    let path = dir.join(WEIGHTS);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let offsets = &header[name]["data_offsets"];
+    let start = 8 + header_len + offsets[0].as_u64().unwrap() as usize;
+    let end = 8 + header_len + offsets[1].as_u64().unwrap() as usize;
+    for (i, chunk) in bytes[start..end].chunks_exact_mut(4).enumerate() {
+        chunk.copy_from_slice(&value(i).to_le_bytes());
+    }
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn degenerate_models_are_refused_at_hot_swap_and_the_old_model_keeps_scoring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let events = dataset(&data, 30 * CHUNK);
+    let model = tmp.path().join("model");
+    copy_model(&repo_root().join("models/riskstream-v1"), &model);
+    let config = tmp.path().join("riskstream.toml");
+    std::fs::write(&config, "[model]\nreload_interval = \"0s\"\n").unwrap();
+    let config_arg = config.to_str().unwrap().to_owned();
+    let mut job = Job::start(
+        tmp.path(),
+        &model,
+        &data.join("graph.jsonl"),
+        &["--config", &config_arg],
+        &[],
+    );
+    let part = 10 * CHUNK;
+    job.write(&events[..part]);
+    job.wait_for_results(part);
+
+    // norm_mean[0] = 3e38 under a new version: it scores every canary row 0.
+    degenerate_metadata(&model, "riskstream-v2-degenerate");
+    job.hangup();
+    job.wait_for_log("new model rejected");
+    job.write(&events[part..2 * part]);
+    job.wait_for_results(2 * part);
+
+    // Good metadata again, last-layer weights of ±3e38: it scores only 0 and 1.
+    second_model(&model, "riskstream-v2-saturated", 0.05, 0.5);
+    set_tensor(&model, "layers.2.weight", |i| {
+        if i % 2 == 0 {
+            3e38
+        } else {
+            -3e38
+        }
+    });
+    job.hangup();
+    let started = Instant::now();
+    while job.log_text().matches("new model rejected").count() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the second model was not rejected within a minute:\n{}",
+            job.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    job.write(&events[2 * part..]);
+    let (results, summary, log) = job.finish();
+
+    let refused = format!(
+        "model {} refused: degenerate scores: it scores",
+        model.display()
+    );
+    assert_eq!(log.matches(&refused).count(), 2, "{log}");
+    assert!(
+        log.contains("it scores every canary row 0.0000; expected spread"),
+        "{log}"
+    );
+    assert_one_result_per_event(&results, &events);
+    assert!(
+        versions(&results).iter().all(|v| *v == "riskstream-v1"),
+        "the old model scored every event"
+    );
+    let (review, block) = shipped_thresholds();
+    for r in &results {
+        assert_decided_with(r, review, block);
+    }
+    assert!(
+        results.iter().any(|r| r["decision"] != "allow"),
+        "the old model still blocks or reviews some events"
+    );
+    assert_eq!(summary["model_rejections"], 2);
+    assert_eq!(summary["model_swaps"], 0);
+}
+
+#[test]
+fn a_degenerate_model_or_one_without_a_canary_is_refused_at_start_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let degenerate = tmp.path().join("degenerate");
+    degenerate_metadata(&degenerate, "riskstream-v2-degenerate");
+    let uncanaried = tmp.path().join("uncanaried");
+    copy_model(&repo_root().join("models/riskstream-v1"), &uncanaried);
+    edit_metadata(&uncanaried, |json| {
+        json.as_object_mut().unwrap().remove("canary");
+    });
+    for (model, expected) in [
+        (
+            &degenerate,
+            format!(
+                "model {} refused: degenerate scores: it scores every canary row 0.0000",
+                degenerate.display()
+            ),
+        ),
+        (
+            &uncanaried,
+            format!(
+                "has no canary: a model is checked by scoring the canary rows in its metadata \
+                 before it is used. Write one from a labelled data set with `riskstream model \
+                 canary --model {} --data DATA_DIR`",
+                uncanaried.display()
+            ),
+        ),
+    ] {
+        let out = bin()
+            .args(["run", "--quiet", "--max-events", "100", "--model"])
+            .arg(model)
+            .arg("--output")
+            .arg(tmp.path().join("results.jsonl"))
+            .arg("--dead-letter")
+            .arg(tmp.path().join("dead.jsonl"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&expected), "{stderr}");
+        assert!(
+            !tmp.path().join("results.jsonl").exists()
+                || std::fs::read(tmp.path().join("results.jsonl"))
+                    .unwrap()
+                    .is_empty(),
+            "nothing was scored"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod gen;
 pub mod graph;
+pub mod model;
 pub mod passthrough;
 pub mod produce;
 pub mod replay;

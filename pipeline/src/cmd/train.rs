@@ -26,7 +26,8 @@ pub struct TrainArgs {
     /// Data set written by `riskstream gen` (events.jsonl, labels.jsonl, graph.jsonl).
     #[arg(long)]
     pub data: PathBuf,
-    /// Model folder to write (model.safetensors, metadata.json, metrics.json).
+    /// Model folder to write (model.safetensors, metadata.json with the model's canary,
+    /// metrics.json).
     #[arg(long)]
     pub out: PathBuf,
     /// A second data set, generated with another seed, to report held-out metrics on.
@@ -56,7 +57,7 @@ pub struct TrainArgs {
 }
 
 /// Featurises one data set folder with a fresh engine (fresh window state).
-fn featurize_dir(config: &Config, dir: &Path) -> anyhow::Result<Dataset> {
+pub fn featurize_dir(config: &Config, dir: &Path) -> anyhow::Result<Dataset> {
     let graph = job::memory_graph(&dir.join(GRAPH_FILE), config.graph.max_hops)?;
     let enricher: Arc<dyn GraphEnricher> = Arc::new(graph);
     let metrics = Arc::new(Metrics::default());
