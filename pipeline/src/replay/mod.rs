@@ -297,7 +297,18 @@ async fn score(
         graphs,
         snapshot: engine.snapshots.load_full(),
     };
-    let scored = tokio::task::block_in_place(|| engine.score(model, enriched, buffers))?;
+    let scored = tokio::task::block_in_place(|| engine.score(model, enriched, buffers));
+    // Events the model could not score are dead letters, as in the job.
+    let mut positions = positions;
+    for failed in scored.failed.iter().rev() {
+        let (partition, offset) = positions.remove(failed.row);
+        out.dead_letters.push(ReplayedDeadLetter {
+            partition,
+            offset,
+            kind: crate::dead_letter::SCORING_FAILED,
+            reason: failed.reason.clone(),
+        });
+    }
     encode(engine, &scored, &positions, out);
     Ok(())
 }
