@@ -593,6 +593,9 @@ impl RowScorer for Model {
     }
 }
 
+/// Scores, decisions and reasons of some rows, in row order.
+type ScoredRows = (Vec<f32>, Vec<Decision>, Vec<EventReasons>);
+
 /// Scores, decisions and reasons of the rows in `model_rows` (`n` features each; `raw_rows`
 /// alike, for the values reasons show). Reasons only for review and block results
 /// (documented): their rows go through one batched contributions pass.
@@ -603,7 +606,7 @@ fn score_rows<S: RowScorer + ?Sized>(
     model_rows: &[f32],
     raw_rows: &[f32],
     flagged_rows: &mut Vec<f32>,
-) -> Result<(Vec<f32>, Vec<Decision>, Vec<EventReasons>), ModelError> {
+) -> Result<ScoredRows, ModelError> {
     let rows = model_rows.len().checked_div(n).unwrap_or(0);
     if rows == 0 {
         return Ok((Vec::new(), Vec::new(), Vec::new()));
