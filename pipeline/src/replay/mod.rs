@@ -44,6 +44,8 @@ pub enum ReplayError {
         what: String,
         source: rdkafka::error::KafkaError,
     },
+    #[error(transparent)]
+    Setup(#[from] crate::kafka::KafkaSetupError),
     #[error("topic `{0}` does not exist or has no partitions; check --topic / --results-topic and --brokers")]
     MissingTopic(String),
     #[error(
