@@ -899,4 +899,32 @@ mod tests {
             .collect();
         assert_eq!(kinds, [SCORING_FAILED, SCORING_FAILED]);
     }
+
+    #[test]
+    fn a_far_future_first_event_is_a_dead_letter_and_sets_no_watermark() {
+        let model = model();
+        let engine = engine(&model, AggregateOptions::default());
+        let account = |id: &str, ts: &str| {
+            format!(r#"{{"event_id":"{id}","ts":"{ts}","account_id":"V","amount":5.0}}"#)
+        };
+        let mut lines = vec![account("far", "9999-01-01T00:00:00Z")];
+        for i in 0..20 {
+            lines.push(account(
+                &format!("e-{i}"),
+                &format!("2026-11-22T10:03:{i:02}Z"),
+            ));
+        }
+        let batch = enriched(&engine, &lines);
+        let decoded = &batch.decoded;
+        let kinds: Vec<(u32, &str)> = decoded.dead.iter().map(|d| (d.record, d.kind)).collect();
+        assert_eq!(kinds, [(0, "future_timestamp")]);
+        assert_eq!(decoded.events.len(), 20);
+        for (i, aggregates) in batch.aggregates.iter().enumerate() {
+            let v = aggregates
+                .get(riskstream_graph::EntityKind::Account)
+                .unwrap();
+            assert_eq!(v.windows.count(0), i as u32 + 1, "event {i}");
+            assert!(!v.late, "event {i}");
+        }
+    }
 }
