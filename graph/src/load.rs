@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use neo4rs::{query, Graph, Query};
 
 use crate::file::{EntityKind, GraphFileReader, GraphRecord, NumberedRecord, Relation};
-use crate::neo4j::{backend_error, connect_pool};
+use crate::neo4j::{connect_pool, Server};
 use crate::{GraphError, Neo4jOptions};
 
 /// A node of the file after merging repeated declarations.
@@ -187,13 +187,13 @@ pub struct LoadSummary {
 /// Writes graph files into Neo4j.
 pub struct Neo4jLoader {
     graph: Graph,
-    uri: String,
+    server: Server,
 }
 
 impl std::fmt::Debug for Neo4jLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Neo4jLoader")
-            .field("uri", &self.uri)
+            .field("uri", &self.server.to_string())
             .finish()
     }
 }
@@ -250,7 +250,7 @@ impl Neo4jLoader {
     pub fn connect(options: &Neo4jOptions) -> Result<Self, GraphError> {
         Ok(Neo4jLoader {
             graph: connect_pool(options)?,
-            uri: options.uri.clone(),
+            server: Server::new(options),
         })
     }
 
@@ -269,13 +269,10 @@ impl Neo4jLoader {
                 .graph
                 .execute(q)
                 .await
-                .map_err(|e| backend_error(&self.uri, e))?;
+                .map_err(|e| self.server.error(e))?;
             let mut total = 0u64;
-            while let Some(row) = rows.next().await.map_err(|e| backend_error(&self.uri, e))? {
-                let n: i64 = row.get(column).map_err(|e| GraphError::Backend {
-                    backend: "neo4j",
-                    source: format!("{}: unexpected reply: {e}", self.uri).into(),
-                })?;
+            while let Some(row) = rows.next().await.map_err(|e| self.server.error(e))? {
+                let n: i64 = row.get(column).map_err(|e| self.server.unexpected(e))?;
                 total += n.max(0) as u64;
             }
             Ok(total)
@@ -307,7 +304,7 @@ impl Neo4jLoader {
                 backend: "neo4j",
                 after: timeout,
             })?
-            .map_err(|e| backend_error(&self.uri, e))?;
+            .map_err(|e| self.server.error(e))?;
         let mut summary = LoadSummary {
             nodes: file.nodes.len(),
             relationships: file.edges.len(),

@@ -78,7 +78,7 @@ pub struct Neo4jOptions {
 impl std::fmt::Debug for Neo4jOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Neo4jOptions")
-            .field("uri", &self.uri)
+            .field("uri", &Server::new(self).uri)
             .field("user", &self.user)
             .field("password", &"<redacted>")
             .field("max_hops", &self.max_hops)
@@ -103,16 +103,76 @@ pub(crate) fn connect_pool(options: &Neo4jOptions) -> Result<Graph, GraphError> 
         .max_lifetime(options.query_timeout)
         .fetch_size(FETCH_SIZE)
         .build()
-        .map_err(|e| backend_error(&options.uri, e))?;
-    Graph::connect(config).map_err(|e| backend_error(&options.uri, e))
+        .map_err(|e| Server::new(options).error(e))?;
+    Graph::connect(config).map_err(|e| Server::new(options).error(e))
 }
 
-/// A driver error with the server it came from.
-pub(crate) fn backend_error(uri: &str, err: neo4rs::Error) -> GraphError {
-    GraphError::Backend {
-        backend: BACKEND,
-        source: format!("{uri}: {err}").into(),
+/// The server as errors and logs name it: the URI without the password of its user
+/// information, and the configured secrets (the password, and the one in the URI) that a
+/// driver message must never carry, whatever it quotes.
+#[derive(Clone)]
+pub(crate) struct Server {
+    uri: String,
+    secrets: Vec<String>,
+}
+
+/// What a secret is shown as.
+const REDACTED: &str = "***";
+
+impl Server {
+    pub(crate) fn new(options: &Neo4jOptions) -> Server {
+        let mut secrets = vec![options.password.clone()];
+        let uri = match uri_password(&options.uri) {
+            Some((start, end)) => {
+                secrets.push(options.uri[start..end].to_owned());
+                format!("{}{REDACTED}{}", &options.uri[..start], &options.uri[end..])
+            }
+            None => options.uri.clone(),
+        };
+        secrets.retain(|secret| !secret.is_empty());
+        // Longest first, so that a secret containing another is replaced whole.
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        Server { uri, secrets }
     }
+
+    /// A driver error with the server it came from, scrubbed of the secrets.
+    pub(crate) fn error(&self, err: impl std::fmt::Display) -> GraphError {
+        GraphError::Backend {
+            backend: BACKEND,
+            source: self.scrub(&format!("{}: {err}", self.uri)).into(),
+        }
+    }
+
+    /// A reply that does not read as the query's rows.
+    pub(crate) fn unexpected(&self, err: impl std::fmt::Display) -> GraphError {
+        self.error(format_args!("unexpected reply: {err}"))
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), REDACTED);
+            }
+        }
+        text
+    }
+}
+
+impl std::fmt::Display for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.uri)
+    }
+}
+
+/// The byte range of the password in `scheme://user:password@host...`, if there is one.
+fn uri_password(uri: &str) -> Option<(usize, usize)> {
+    let authority_start = uri.find("://")? + 3;
+    let rest = &uri[authority_start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let at = authority.rfind('@')?;
+    let colon = authority[..at].find(':')?;
+    (colon + 1 < at).then_some((authority_start + colon + 1, authority_start + at))
 }
 
 /// The look-up query for paths of at most `max_hops` edges.
@@ -268,7 +328,7 @@ fn bad_reply(id: &str) -> GraphError {
 /// State shared by the enricher and its query tasks.
 struct Shared {
     graph: Graph,
-    uri: String,
+    server: Server,
     query: String,
     near_flagged_query: String,
     query_timeout: Duration,
@@ -287,7 +347,7 @@ pub struct Neo4jGraph {
 impl std::fmt::Debug for Neo4jGraph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Neo4jGraph")
-            .field("uri", &self.shared.uri)
+            .field("uri", &self.shared.server.uri)
             .finish_non_exhaustive()
     }
 }
@@ -300,7 +360,7 @@ impl Neo4jGraph {
         Ok(Neo4jGraph {
             shared: Arc::new(Shared {
                 graph,
-                uri: options.uri.clone(),
+                server: Server::new(options),
                 query: lookup_query(options.max_hops),
                 near_flagged_query: near_flagged_query(options.max_hops),
                 query_timeout: options.query_timeout,
@@ -320,11 +380,11 @@ impl Neo4jGraph {
                 .graph
                 .execute(query("RETURN 1 AS one"))
                 .await
-                .map_err(|e| backend_error(&shared.uri, e))?;
+                .map_err(|e| shared.server.error(e))?;
             while rows
                 .next()
                 .await
-                .map_err(|e| backend_error(&shared.uri, e))?
+                .map_err(|e| shared.server.error(e))?
                 .is_some()
             {}
             Ok(())
@@ -356,11 +416,8 @@ impl Neo4jGraph {
     /// a cache; not bounded by the query timeout, so the caller bounds it.
     pub async fn answers_for_all(&self, limit: usize) -> Result<GraphListing, GraphError> {
         let shared = &self.shared;
-        let failed = |e| backend_error(&shared.uri, e);
-        let unexpected = |e: neo4rs::DeError| GraphError::Backend {
-            backend: BACKEND,
-            source: format!("{}: unexpected reply: {e}", shared.uri).into(),
-        };
+        let failed = |e: neo4rs::Error| shared.server.error(e);
+        let unexpected = |e: neo4rs::DeError| shared.server.unexpected(e);
         let mut near: HashMap<String, Near> = HashMap::new();
         {
             // Scoped: the stream holds its pooled connection until it is dropped.
@@ -412,17 +469,10 @@ impl Neo4jGraph {
             .graph
             .execute_read(q)
             .await
-            .map_err(|e| backend_error(&shared.uri, e))?;
+            .map_err(|e| shared.server.error(e))?;
         let mut rows = Vec::new();
-        while let Some(row) = stream
-            .next()
-            .await
-            .map_err(|e| backend_error(&shared.uri, e))?
-        {
-            let row: LookupRow = row.to().map_err(|e| GraphError::Backend {
-                backend: BACKEND,
-                source: format!("{}: unexpected reply: {e}", shared.uri).into(),
-            })?;
+        while let Some(row) = stream.next().await.map_err(|e| shared.server.error(e))? {
+            let row: LookupRow = row.to().map_err(|e| shared.server.unexpected(e))?;
             rows.push(row);
         }
         Ok(rows)
@@ -487,6 +537,54 @@ impl GraphEnricher for Neo4jGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn options(uri: &str, password: &str) -> Neo4jOptions {
+        Neo4jOptions {
+            uri: uri.into(),
+            user: "neo4j".into(),
+            password: password.into(),
+            max_hops: 3,
+            pool_size: 1,
+            query_timeout: Duration::from_secs(1),
+            breaker: BreakerOptions::default(),
+        }
+    }
+
+    #[test]
+    fn driver_errors_name_the_server_without_its_password_and_never_quote_a_secret() {
+        let options = options("bolt://neo4j:uri-S3cr3t@db.example:7687", "pw-S3cr3t");
+        let server = Server::new(&options);
+        // A driver message that quotes both secrets, as a runtime error might.
+        let err = server.error("authentication failed for pw-S3cr3t (uri-S3cr3t)");
+        let text = err.to_string() + &format!("{:?}", std::error::Error::source(&err));
+        assert!(!text.contains("S3cr3t"), "{text}");
+        assert!(text.contains("bolt://neo4j:***@db.example:7687"), "{text}");
+        assert!(text.contains("authentication failed"), "{text}");
+        let unexpected = server.unexpected("missing column").to_string();
+        assert!(!unexpected.contains("S3cr3t"), "{unexpected}");
+        assert!(!format!("{options:?}").contains("S3cr3t"));
+    }
+
+    #[test]
+    fn a_uri_without_a_password_is_named_as_it_is() {
+        let server = Server::new(&options("bolt://127.0.0.1:7687", ""));
+        assert_eq!(server.to_string(), "bolt://127.0.0.1:7687");
+        assert!(server
+            .error("refused")
+            .to_string()
+            .contains("bolt://127.0.0.1:7687"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_query_at_run_time_does_not_carry_the_uri_password() {
+        // Nothing listens on port 1: the look-up fails when it runs, not at set-up.
+        let options = options("bolt://neo4j:uri-S3cr3t@127.0.0.1:1", "pw-S3cr3t");
+        let graph = Neo4jGraph::connect(&options).unwrap();
+        let err = graph.ping().await.unwrap_err();
+        let text = format!("{err} {:?}", std::error::Error::source(&err));
+        assert!(text.contains("bolt://neo4j:***@127.0.0.1:1"), "{text}");
+        assert!(!text.contains("S3cr3t"), "{text}");
+    }
 
     fn row(known: bool, flagged: i64, hops: Option<i64>, paths: &[&[&str]]) -> LookupRow {
         LookupRow {

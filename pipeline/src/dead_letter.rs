@@ -9,6 +9,10 @@ use crate::source::Position;
 /// Version of the dead-letter JSON layout, bumped on incompatible changes.
 pub const DEAD_LETTER_SCHEMA_VERSION: u32 = 1;
 
+/// The kind of dead letter of an event the model could not score (the score stage's
+/// per-event failure; decode errors name their own kinds).
+pub const SCORING_FAILED: &str = "scoring_failed";
+
 /// One dead letter, as written to the dead-letter sink (one JSON object per line).
 ///
 /// The original bytes are kept exactly: as `payload` when they are valid UTF-8, otherwise as
@@ -58,14 +62,34 @@ impl<'a> DeadLetter<'a> {
         position: &'a Position,
         received_at: String,
     ) -> Self {
+        DeadLetter::with_reason(
+            error.kind(),
+            error.to_string(),
+            bytes,
+            original_size,
+            position,
+            received_at,
+        )
+    }
+
+    /// Builds the dead letter of an input that failed after decoding, at a later stage:
+    /// `kind` is one of [`DEAD_LETTER_KINDS`](crate::metrics::DEAD_LETTER_KINDS).
+    pub fn with_reason(
+        kind: &'static str,
+        reason: String,
+        bytes: &'a [u8],
+        original_size: usize,
+        position: &'a Position,
+        received_at: String,
+    ) -> Self {
         let (payload, payload_base64) = match std::str::from_utf8(bytes) {
             Ok(text) => (Some(text), None),
             Err(_) => (None, Some(base64(bytes))),
         };
         DeadLetter {
             schema_version: DEAD_LETTER_SCHEMA_VERSION,
-            kind: error.kind(),
-            reason: error.to_string(),
+            kind,
+            reason,
             source: SourceRef::new(position),
             payload,
             payload_base64,

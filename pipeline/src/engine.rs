@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use riskstream_graph::GraphEnricher;
-use riskstream_inference::Model;
+use riskstream_inference::{Model, ModelError};
 
 use crate::aggregate::{
     AggregateError, AggregateOptions, AggregateSnapshot, Aggregator, ChangeSet, EventAggregates,
     Snapshots,
 };
-use crate::dead_letter::{DeadLetter, SourceRef};
+use crate::dead_letter::{DeadLetter, SourceRef, SCORING_FAILED};
 use crate::decode::decode;
 use crate::enrich::{enrich_batch, EventGraph};
 use crate::event::{format_ts, Event};
@@ -101,6 +101,18 @@ pub struct Scored {
     pub processed_at: String,
     /// Version of the model that scored every event of the batch.
     pub model_version: Arc<str>,
+    /// Events the model could not score, taken out of the batch (dead letters of kind
+    /// `scoring_failed`), in the order they came.
+    pub failed: Vec<FailedRow>,
+}
+
+/// An event the score stage took out of its batch because the model could not score it.
+#[derive(Debug, Clone)]
+pub struct FailedRow {
+    /// The event's index in the batch as it reached the score stage.
+    pub row: usize,
+    /// Why: the model and its error.
+    pub reason: String,
 }
 
 /// How many reasons a result lists.
@@ -109,11 +121,6 @@ pub const REASONS: usize = 3;
 /// Errors that stop the engine (never caused by one bad event).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("model `{version}` cannot score: {source}")]
-    Model {
-        version: String,
-        source: riskstream_inference::ModelError,
-    },
     #[error(
         "model `{version}` was trained on features {expected:?} but this configuration produces {actual:?}; \
          use a model trained with the same aggregate.windows, or retrain with `riskstream train`"
@@ -410,27 +417,29 @@ impl Engine {
     }
 
     /// Score stage with the engine's own thresholds: scores, decisions and, for results at
-    /// or above the review threshold, the top reasons.
-    pub fn score(
-        &self,
-        model: &Model,
-        enriched: Enriched,
-        buffers: &mut FeatureBuffers,
-    ) -> Result<Scored, EngineError> {
+    /// or above the review threshold, the top reasons. An event the model cannot score
+    /// becomes a dead letter of kind `scoring_failed` (see [`Engine::score_active`]).
+    pub fn score(&self, model: &Model, enriched: Enriched, buffers: &mut FeatureBuffers) -> Scored {
         let version = Arc::from(model.version());
         self.score_with(model, self.options.thresholds, version, enriched, buffers)
     }
 
     /// Score stage with a hot-swappable model: the whole batch is scored, decided and
     /// labelled with `active`, whatever is swapped in meanwhile.
+    ///
+    /// A batch the model refuses never stops the stream: its events are scored one by one,
+    /// and each event that still fails leaves the batch as a dead letter of kind
+    /// `scoring_failed` with its original bytes and the model's error (listed in
+    /// [`Scored::failed`] too), so that inputs = results + dead letters still holds. Such
+    /// an event was aggregated before it reached the model, so its keys' windows count it.
     pub fn score_active(
         &self,
         active: &ActiveModel,
         enriched: Enriched,
         buffers: &mut FeatureBuffers,
-    ) -> Result<Scored, EngineError> {
+    ) -> Scored {
         self.score_with(
-            &active.model,
+            &*active.model,
             active.thresholds,
             active.version.clone(),
             enriched,
@@ -438,70 +447,208 @@ impl Engine {
         )
     }
 
-    fn score_with(
+    fn score_with<S: RowScorer + ?Sized>(
         &self,
-        model: &Model,
-        (review, block): (f32, f32),
+        model: &S,
+        thresholds: (f32, f32),
         model_version: Arc<str>,
-        enriched: Enriched,
+        mut enriched: Enriched,
         buffers: &mut FeatureBuffers,
-    ) -> Result<Scored, EngineError> {
+    ) -> Scored {
         let n = self.layout.len();
         self.features(&enriched, &mut buffers.model, &mut buffers.raw);
         let rows = enriched.decoded.events.len();
-        let model_error = |source| EngineError::Model {
-            version: model.version().to_string(),
-            source,
+        let mut failed = Vec::new();
+        let (scores, decisions, reasons) = match score_rows(
+            model,
+            thresholds,
+            n,
+            &buffers.model,
+            &buffers.raw,
+            &mut buffers.flagged,
+        ) {
+            Ok(scored) => scored,
+            Err(err) => {
+                tracing::warn!(
+                    model = model.version(),
+                    events = rows,
+                    error = %err,
+                    "the model refused a batch; scoring its events one by one"
+                );
+                let mut scored = (Vec::new(), Vec::new(), Vec::new());
+                for row in 0..rows {
+                    let span = row * n..(row + 1) * n;
+                    match score_rows(
+                        model,
+                        thresholds,
+                        n,
+                        &buffers.model[span.clone()],
+                        &buffers.raw[span],
+                        &mut buffers.flagged,
+                    ) {
+                        Ok((score, decision, reasons)) => {
+                            scored.0.extend(score);
+                            scored.1.extend(decision);
+                            scored.2.extend(reasons);
+                        }
+                        Err(err) => failed.push(FailedRow {
+                            row,
+                            reason: format!(
+                                "model `{}` cannot score this event: {err}",
+                                model.version()
+                            ),
+                        }),
+                    }
+                }
+                scored
+            }
         };
-        let scores = if rows == 0 {
-            Vec::new()
-        } else {
-            model.score(&buffers.model, rows).map_err(model_error)?
-        };
-        let decisions: Vec<Decision> = scores
-            .iter()
-            .map(|score| Decision::from_score(*score, review, block))
-            .collect();
+        if !failed.is_empty() {
+            self.dead_letter_failed(&mut enriched, &failed);
+        }
         for decision in &decisions {
             self.metrics.decisions[decision.index()].fetch_add(1, Relaxed);
         }
-        // Reasons only for review and block results (documented): their rows go through
-        // one batched contributions pass.
-        let flagged: Vec<usize> = (0..rows)
-            .filter(|i| decisions[*i] != Decision::Allow)
-            .collect();
-        let mut reasons = vec![EventReasons::new(); rows];
-        if !flagged.is_empty() {
-            buffers.flagged.clear();
-            for i in &flagged {
-                buffers
-                    .flagged
-                    .extend_from_slice(&buffers.model[i * n..(i + 1) * n]);
-            }
-            let contributions = model
-                .contributions_batch(&buffers.flagged, flagged.len(), model.baseline())
-                .map_err(model_error)?;
-            for (k, i) in flagged.iter().enumerate() {
-                let mut top: EventReasons = contributions[k * n..(k + 1) * n]
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| **c > 0.0)
-                    .map(|(f, c)| (f, buffers.raw[i * n + f], *c))
-                    .collect();
-                top.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
-                top.truncate(REASONS);
-                reasons[*i] = top;
-            }
-        }
-        Ok(Scored {
+        Scored {
             enriched,
             scores,
             decisions,
             reasons,
             processed_at: format_ts(now_ms()),
             model_version,
-        })
+            failed,
+        }
     }
+
+    /// Takes the events of `failed` (rows in ascending order) out of the batch and, where
+    /// the batch still holds their raw records, makes each a dead letter of kind
+    /// [`SCORING_FAILED`] with its original bytes.
+    fn dead_letter_failed(&self, enriched: &mut Enriched, failed: &[FailedRow]) {
+        let decoded = &mut enriched.decoded;
+        let received_at = format_ts(now_ms());
+        for failure in failed {
+            self.metrics.count_dead_letter(SCORING_FAILED);
+            tracing::debug!(kind = SCORING_FAILED, reason = %failure.reason, "input dead-lettered");
+            let Some(&record) = decoded.records.get(failure.row) else {
+                continue;
+            };
+            let raw = &decoded.raw.records[record as usize];
+            let bytes = decoded.raw.payload(raw);
+            let position = decoded.raw.position(raw);
+            let letter = DeadLetter::with_reason(
+                SCORING_FAILED,
+                failure.reason.clone(),
+                bytes,
+                bytes.len(),
+                &position,
+                received_at.clone(),
+            );
+            // Serialising plain strings and numbers into a Vec cannot fail.
+            if serde_json::to_writer(&mut decoded.dead_letters, &letter).is_ok() {
+                decoded.dead_letters.push(b'\n');
+            }
+            // Dead records stay in record order, as the decode stage leaves them.
+            let at = decoded.dead.partition_point(|d| d.record < record);
+            decoded.dead.insert(
+                at,
+                DeadRecord {
+                    record,
+                    kind: SCORING_FAILED,
+                    reason: letter.reason,
+                    received_at: letter.received_at,
+                },
+            );
+        }
+        let rows: Vec<usize> = failed.iter().map(|f| f.row).collect();
+        remove_rows(&mut decoded.events, &rows);
+        if !decoded.records.is_empty() {
+            remove_rows(&mut decoded.records, &rows);
+        }
+        remove_rows(&mut enriched.aggregates, &rows);
+        remove_rows(&mut enriched.graphs, &rows);
+    }
+}
+
+/// What the score stage asks of a model. [`Model`] is the one implementation; unit tests
+/// stand in models that fail for chosen rows.
+trait RowScorer {
+    fn version(&self) -> &str;
+    /// One score per row of `rows` (row-major model inputs).
+    fn score(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError>;
+    /// Each feature's contribution for each row, against the model's baseline.
+    fn contributions(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError>;
+}
+
+impl RowScorer for Model {
+    fn version(&self) -> &str {
+        Model::version(self)
+    }
+
+    fn score(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
+        Model::score(self, rows, n_rows)
+    }
+
+    fn contributions(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
+        self.contributions_batch(rows, n_rows, self.baseline())
+    }
+}
+
+/// Scores, decisions and reasons of some rows, in row order.
+type ScoredRows = (Vec<f32>, Vec<Decision>, Vec<EventReasons>);
+
+/// Scores, decisions and reasons of the rows in `model_rows` (`n` features each; `raw_rows`
+/// alike, for the values reasons show). Reasons only for review and block results
+/// (documented): their rows go through one batched contributions pass.
+fn score_rows<S: RowScorer + ?Sized>(
+    model: &S,
+    (review, block): (f32, f32),
+    n: usize,
+    model_rows: &[f32],
+    raw_rows: &[f32],
+    flagged_rows: &mut Vec<f32>,
+) -> Result<ScoredRows, ModelError> {
+    let rows = model_rows.len().checked_div(n).unwrap_or(0);
+    if rows == 0 {
+        return Ok((Vec::new(), Vec::new(), Vec::new()));
+    }
+    let scores = model.score(model_rows, rows)?;
+    let decisions: Vec<Decision> = scores
+        .iter()
+        .map(|score| Decision::from_score(*score, review, block))
+        .collect();
+    let flagged: Vec<usize> = (0..rows)
+        .filter(|i| decisions[*i] != Decision::Allow)
+        .collect();
+    let mut reasons = vec![EventReasons::new(); rows];
+    if !flagged.is_empty() {
+        flagged_rows.clear();
+        for i in &flagged {
+            flagged_rows.extend_from_slice(&model_rows[i * n..(i + 1) * n]);
+        }
+        let contributions = model.contributions(flagged_rows, flagged.len())?;
+        for (k, i) in flagged.iter().enumerate() {
+            let mut top: EventReasons = contributions[k * n..(k + 1) * n]
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0.0)
+                .map(|(f, c)| (f, raw_rows[i * n + f], *c))
+                .collect();
+            top.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+            top.truncate(REASONS);
+            reasons[*i] = top;
+        }
+    }
+    Ok((scores, decisions, reasons))
+}
+
+/// Removes the items at `rows` (ascending indices) from `items`, keeping the others' order.
+fn remove_rows<T>(items: &mut Vec<T>, rows: &[usize]) {
+    let mut i = 0;
+    items.retain(|_| {
+        let keep = rows.binary_search(&i).is_err();
+        i += 1;
+        keep
+    });
 }
 
 /// Reusable feature buffers of the score stage (no per-batch allocation).
@@ -551,4 +698,233 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use riskstream_inference::DeviceChoice;
+
+    use super::*;
+    use crate::enrich::GraphStatus;
+
+    fn model() -> Model {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/riskstream-v1");
+        Model::load(&dir, DeviceChoice::Cpu).unwrap()
+    }
+
+    fn engine(model: &Model, aggregate: AggregateOptions) -> Engine {
+        let thresholds = model.thresholds();
+        let options = EngineOptions {
+            max_event_bytes: 4096,
+            graph_deadline: Duration::from_secs(1),
+            snapshot_interval: Duration::from_secs(2),
+            deterministic: true,
+            thresholds: (thresholds.review, thresholds.block),
+        };
+        Engine::new(options, aggregate, 3, None, Arc::new(Metrics::default())).unwrap()
+    }
+
+    fn line(id: &str, amount: f64) -> String {
+        format!(
+            r#"{{"event_id":"{id}","ts":"2026-11-22T10:03:12Z","account_id":"A-{id}","merchant_id":"M-{id}","amount":{amount},"channel":"card","country":"DE"}}"#
+        )
+    }
+
+    /// Decodes, aggregates and (without a graph) enriches `lines` as one batch.
+    fn enriched(engine: &Engine, lines: &[String]) -> Enriched {
+        let mut raw = RawBatch::new(Arc::from("file:events.jsonl"), lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            raw.push(line.as_bytes(), 0, i as i64, Instant::now());
+        }
+        let decoded = engine.decode(raw);
+        let aggregates = engine.aggregate(&decoded.events);
+        let graphs = decoded
+            .events
+            .iter()
+            .map(|_| EventGraph::without(GraphStatus::Skipped))
+            .collect();
+        Enriched {
+            decoded,
+            aggregates,
+            graphs,
+            snapshot: engine.snapshots.load_full(),
+        }
+    }
+
+    /// The shipped model, except that it refuses every batch holding a row whose first
+    /// input (the log of the amount) is `refused`.
+    struct RefusesAmount {
+        model: Model,
+        refused: f32,
+    }
+
+    impl RowScorer for RefusesAmount {
+        fn version(&self) -> &str {
+            "refuses-amount"
+        }
+
+        fn score(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
+            let n = self.model.n_features();
+            if rows.chunks(n).any(|row| row[0] == self.refused) {
+                return Err(ModelError::InputShape {
+                    got: rows.len(),
+                    expected: n_rows * n,
+                    n_rows,
+                    n_features: n,
+                });
+            }
+            self.model.score(rows, n_rows)
+        }
+
+        fn contributions(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
+            RowScorer::contributions(&self.model, rows, n_rows)
+        }
+    }
+
+    #[test]
+    fn a_batch_the_model_refuses_is_scored_event_by_event_and_only_the_failing_event_is_a_dead_letter(
+    ) {
+        let model = model();
+        let engine = engine(&model, AggregateOptions::default());
+        let lines = vec![
+            line("e-1", 10.0),
+            "not json".to_string(),
+            line("e-2", 666.0),
+            line("e-3", 30.0),
+        ];
+        let scorer = RefusesAmount {
+            refused: 666f32.ln_1p(),
+            model,
+        };
+        let mut buffers = FeatureBuffers::default();
+        let batch = enriched(&engine, &lines);
+        let thresholds = engine.options.thresholds;
+        let scored = engine.score_with(
+            &scorer,
+            thresholds,
+            Arc::from("refuses-amount"),
+            batch,
+            &mut buffers,
+        );
+
+        let decoded = &scored.enriched.decoded;
+        let ids: Vec<&str> = decoded.events.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["e-1", "e-3"]);
+        assert_eq!(decoded.records, [0, 3]);
+        assert_eq!(scored.scores.len(), 2);
+        assert_eq!(scored.decisions.len(), 2);
+        assert_eq!(scored.reasons.len(), 2);
+        assert_eq!(scored.enriched.aggregates.len(), 2);
+        assert_eq!(scored.enriched.graphs.len(), 2);
+        assert_eq!(scored.failed.len(), 1);
+        assert_eq!(scored.failed[0].row, 1);
+
+        let kinds: Vec<(u32, &str)> = decoded.dead.iter().map(|d| (d.record, d.kind)).collect();
+        assert_eq!(kinds, [(1, "not_json"), (2, SCORING_FAILED)]);
+        let letters: Vec<serde_json::Value> = decoded
+            .dead_letters
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        let letter = letters
+            .iter()
+            .find(|l| l["kind"] == SCORING_FAILED)
+            .expect("a scoring_failed dead letter");
+        assert_eq!(letter["payload"], lines[2].as_str());
+        assert_eq!(letter["source"]["offset"], 2);
+        let reason = letter["reason"].as_str().unwrap();
+        assert!(reason.contains("refuses-amount"), "{reason}");
+
+        let metrics = &engine.metrics;
+        assert_eq!(metrics.dead_letters_of_kind(SCORING_FAILED), 1);
+        assert_eq!(Metrics::get(&metrics.inputs), 4);
+        let decided: u64 = metrics.decisions.iter().map(Metrics::get).sum();
+        assert_eq!(decided + Metrics::get(&metrics.dead_letters), 4);
+    }
+
+    #[test]
+    fn events_scored_one_by_one_get_the_scores_of_a_batch_that_never_failed() {
+        let model = model();
+        let engine = engine(&model, AggregateOptions::default());
+        let good = vec![line("e-1", 10.0), line("e-3", 30.0)];
+        let mut buffers = FeatureBuffers::default();
+        let whole = engine.score(&model, enriched(&engine, &good), &mut buffers);
+
+        let again = self::engine(&model, AggregateOptions::default());
+        let lines = vec![line("e-1", 10.0), line("e-2", 666.0), line("e-3", 30.0)];
+        let scorer = RefusesAmount {
+            refused: 666f32.ln_1p(),
+            model: self::model(),
+        };
+        let thresholds = again.options.thresholds;
+        let one_by_one = again.score_with(
+            &scorer,
+            thresholds,
+            Arc::from("refuses-amount"),
+            enriched(&again, &lines),
+            &mut buffers,
+        );
+        assert_eq!(whole.scores, one_by_one.scores);
+        assert_eq!(whole.decisions, one_by_one.decisions);
+        assert_eq!(whole.reasons, one_by_one.reasons);
+    }
+
+    #[test]
+    fn a_model_of_another_shape_makes_each_event_a_dead_letter_instead_of_stopping_the_stage() {
+        let model = model();
+        // Two windows instead of the model's three: every row is shorter than the model's.
+        let aggregate = AggregateOptions {
+            windows: vec![Duration::from_secs(60), Duration::from_secs(3600)],
+            ..AggregateOptions::default()
+        };
+        let engine = engine(&model, aggregate);
+        assert_ne!(engine.layout.len(), model.n_features());
+        let lines = vec![line("e-1", 10.0), line("e-2", 20.0)];
+        let mut buffers = FeatureBuffers::default();
+        let scored = engine.score(&model, enriched(&engine, &lines), &mut buffers);
+        assert!(scored.enriched.decoded.events.is_empty());
+        assert!(scored.scores.is_empty());
+        assert_eq!(scored.failed.len(), 2);
+        assert_eq!(engine.metrics.dead_letters_of_kind(SCORING_FAILED), 2);
+        let kinds: Vec<&str> = scored
+            .enriched
+            .decoded
+            .dead
+            .iter()
+            .map(|d| d.kind)
+            .collect();
+        assert_eq!(kinds, [SCORING_FAILED, SCORING_FAILED]);
+    }
+
+    #[test]
+    fn a_far_future_first_event_is_a_dead_letter_and_sets_no_watermark() {
+        let model = model();
+        let engine = engine(&model, AggregateOptions::default());
+        let account = |id: &str, ts: &str| {
+            format!(r#"{{"event_id":"{id}","ts":"{ts}","account_id":"V","amount":5.0}}"#)
+        };
+        let mut lines = vec![account("far", "9999-01-01T00:00:00Z")];
+        for i in 0..20 {
+            lines.push(account(
+                &format!("e-{i}"),
+                &format!("2026-11-22T10:03:{i:02}Z"),
+            ));
+        }
+        let batch = enriched(&engine, &lines);
+        let decoded = &batch.decoded;
+        let kinds: Vec<(u32, &str)> = decoded.dead.iter().map(|d| (d.record, d.kind)).collect();
+        assert_eq!(kinds, [(0, "future_timestamp")]);
+        assert_eq!(decoded.events.len(), 20);
+        for (i, aggregates) in batch.aggregates.iter().enumerate() {
+            let v = aggregates
+                .get(riskstream_graph::EntityKind::Account)
+                .unwrap();
+            assert_eq!(v.windows.count(0), i as u32 + 1, "event {i}");
+            assert!(!v.late, "event {i}");
+        }
+    }
 }

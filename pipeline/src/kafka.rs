@@ -4,6 +4,7 @@
 //!
 //! The source lives in [`crate::source::kafka`], the sinks in [`crate::sink::kafka`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -89,40 +90,83 @@ pub fn describe(config: &ClientConfig) -> String {
     pairs.join(" ")
 }
 
+/// The configured secret values of `[kafka]`, scrubbed from everything the Kafka client
+/// says while it runs (its log lines and error callbacks) before it reaches the job's log:
+/// librdkafka may quote a property's value, a SASL mechanism's configuration included,
+/// long after the client was created. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct ClientSecrets {
+    /// `None` when nothing is secret (then text passes unchanged).
+    kafka: Option<Arc<KafkaConfig>>,
+}
+
+impl ClientSecrets {
+    pub fn new(kafka: &KafkaConfig) -> Self {
+        let any = kafka.properties.keys().any(|name| is_secret_property(name));
+        ClientSecrets {
+            kafka: any.then(|| Arc::new(kafka.clone())),
+        }
+    }
+
+    /// `text` with every configured secret value replaced by `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        match &self.kafka {
+            Some(kafka) => kafka.scrub_secrets(text),
+            None => text.to_owned(),
+        }
+    }
+}
+
 /// Client callbacks shared by riskstream's producers and query consumers: librdkafka's
-/// log lines and errors go to the job's log; reaching the end of a partition is not one.
-pub struct LogContext;
+/// log lines and errors go to the job's log, scrubbed of the configured secrets; reaching
+/// the end of a partition is not one.
+pub struct LogContext {
+    secrets: ClientSecrets,
+}
+
+impl LogContext {
+    pub fn new(kafka: &KafkaConfig) -> Self {
+        LogContext {
+            secrets: ClientSecrets::new(kafka),
+        }
+    }
+}
 
 impl ClientContext for LogContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        log(level, fac, log_message);
+        log(&self.secrets, level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        report_error(error, reason);
+        report_error(&self.secrets, error, reason);
     }
 }
 
 impl rdkafka::consumer::ConsumerContext for LogContext {}
 
-/// Forwards one librdkafka log line to the job's log at the matching level.
-pub fn log(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+/// Forwards one librdkafka log line to the job's log at the matching level, without the
+/// configured secrets.
+pub fn log(secrets: &ClientSecrets, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+    let message = secrets.scrub(log_message);
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
         | RDKafkaLogLevel::Critical
-        | RDKafkaLogLevel::Error => tracing::error!(target: "kafka", fac, "{log_message}"),
-        RDKafkaLogLevel::Warning => tracing::warn!(target: "kafka", fac, "{log_message}"),
-        _ => tracing::debug!(target: "kafka", fac, "{log_message}"),
+        | RDKafkaLogLevel::Error => tracing::error!(target: "kafka", fac, "{message}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "kafka", fac, "{message}"),
+        _ => tracing::debug!(target: "kafka", fac, "{message}"),
     }
 }
 
-/// Logs a client-level error. They are transient (a broker restarting, a leader moving):
-/// librdkafka retries by itself, so they are warnings, not failures.
-pub fn report_error(error: KafkaError, reason: &str) {
+/// Logs a client-level error without the configured secrets. They are transient (a
+/// broker restarting, a leader moving): librdkafka retries by itself, so they are
+/// warnings, not failures.
+pub fn report_error(secrets: &ClientSecrets, error: KafkaError, reason: &str) {
     if matches!(error, KafkaError::PartitionEOF(_)) {
         return;
     }
+    let error = secrets.scrub(&error.to_string());
+    let reason = secrets.scrub(reason);
     tracing::warn!(target: "kafka", %error, "{reason}");
 }
 
@@ -233,5 +277,86 @@ mod tests {
             "{error}"
         );
         assert!(!error.contains(secret), "{error}");
+    }
+
+    /// The log lines written while `f` runs, at every level.
+    fn logged(f: impl FnOnce()) -> String {
+        use std::sync::Mutex;
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = lines.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn what_the_kafka_client_says_at_run_time_never_carries_a_configured_secret() {
+        let mut kafka = KafkaConfig::default();
+        kafka.properties.insert(
+            "sasl.jaas.config".into(),
+            "PlainLoginModule required username=\"u\" password=\"jaas-S3cr3t\";".into(),
+        );
+        kafka
+            .properties
+            .insert("sasl.password".into(), "pw-S3cr3t".into());
+        kafka
+            .properties
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        let context = LogContext::new(&kafka);
+        let text = logged(|| {
+            for level in [
+                RDKafkaLogLevel::Error,
+                RDKafkaLogLevel::Warning,
+                RDKafkaLogLevel::Debug,
+            ] {
+                ClientContext::log(
+                    &context,
+                    level,
+                    "SASL",
+                    "broker 1: authentication as u with pw-S3cr3t failed (password=\"jaas-S3cr3t\")",
+                );
+            }
+            ClientContext::error(
+                &context,
+                KafkaError::ClientCreation("sasl.password=pw-S3cr3t refused".into()),
+                "SASL authentication with pw-S3cr3t failed; jaas-S3cr3t",
+            );
+        });
+        assert!(!text.contains("S3cr3t"), "{text}");
+        assert_eq!(
+            text.matches("authentication as u with *** failed").count(),
+            3,
+            "{text}"
+        );
+        assert!(
+            text.contains("SASL authentication with *** failed"),
+            "{text}"
+        );
+        assert!(text.contains("sasl.password=*** refused"), "{text}");
+    }
+
+    #[test]
+    fn without_secret_properties_client_lines_pass_unchanged() {
+        let secrets = ClientSecrets::new(&KafkaConfig::default());
+        assert_eq!(
+            secrets.scrub("Connect to 127.0.0.1:9092 failed"),
+            "Connect to 127.0.0.1:9092 failed"
+        );
     }
 }

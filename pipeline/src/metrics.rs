@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::result::Decision;
 
 /// The kinds of dead letter, in the order the summary lists them. Kept in step with
-/// [`crate::decode::DecodeError::kind`].
-pub const DEAD_LETTER_KINDS: [&str; 10] = [
+/// [`crate::decode::DecodeError::kind`] and the later stages' kinds
+/// ([`crate::dead_letter::SCORING_FAILED`]).
+pub const DEAD_LETTER_KINDS: [&str; 11] = [
     "oversize",
     "not_utf8",
     "not_json",
@@ -20,6 +21,7 @@ pub const DEAD_LETTER_KINDS: [&str; 10] = [
     "non_finite_amount",
     "bad_timestamp",
     "future_timestamp",
+    crate::dead_letter::SCORING_FAILED,
 ];
 
 /// Counters of one job run. Updated by the stages with relaxed atomics (each counter is
@@ -118,10 +120,18 @@ mod tests {
         };
         assert!(DEAD_LETTER_KINDS.contains(&future.kind()));
         m.count_dead_letter(future.kind());
-        assert_eq!(Metrics::get(&m.dead_letters), 6);
+        // The score stage's kind, for events the model cannot score.
+        let scoring = crate::dead_letter::SCORING_FAILED;
+        assert!(
+            DEAD_LETTER_KINDS.contains(&scoring),
+            "{scoring} has no counter"
+        );
+        m.count_dead_letter(scoring);
+        assert_eq!(m.dead_letters_of_kind(scoring), 1);
+        assert_eq!(Metrics::get(&m.dead_letters), 7);
         assert_eq!(
             m.dead_letters_by_kind().iter().map(|(_, n)| n).sum::<u64>(),
-            6
+            7
         );
     }
 

@@ -870,46 +870,72 @@ fn results_and_dead_letters_in_one_file_are_refused() {
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_a_run_that_is_reading_an_endless_line() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let summary_path = dir.path().join("summary.json");
-    // The start line at info says the job runs; its signal handler is installed before.
-    let mut child = file_run(dir.path(), "")
+    let (status, stderr, s) = sigterm_once_started(dir.path(), Path::new("/dev/zero"));
+    assert!(status.success(), "exit status {status}: {stderr}");
+    assert_eq!(s["inputs"], 0, "the unfinished line is not an input: {s}");
+}
+
+/// Runs the job on `input` with logs at `info`, sends it SIGTERM once its start line was
+/// logged (its signal handler is installed before), and returns how it exited, its stderr
+/// and its summary. Liveness bounds, not timings: a job that never starts or never stops
+/// fails the test instead of hanging it.
+#[cfg(unix)]
+fn sigterm_once_started(
+    dir: &Path,
+    input: &Path,
+) -> (std::process::ExitStatus, String, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let summary_path = dir.join("summary.json");
+    let mut child = file_run(dir, "")
         .env("RUST_LOG", "info")
         .arg("--input")
-        .arg("/dev/zero")
+        .arg(input)
         .arg("--output")
-        .arg(dir.path().join("out.jsonl"))
+        .arg(dir.join("out.jsonl"))
         .arg("--dead-letter")
-        .arg(dir.path().join("dead.jsonl"))
+        .arg(dir.join("dead.jsonl"))
         .arg("--summary-json")
         .arg(&summary_path)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while !line.contains("riskstream job starting") {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            panic!("the job ended before its start line: {seen}");
+    // Stderr is read on a thread of its own, so that the job never blocks on a full pipe
+    // and a job that never logs its start line cannot hang the test.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
         }
-        seen.push_str(&line);
-    }
-    // Keep reading stderr so that the job never blocks on a full pipe.
-    let rest = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
-        rest
     });
+    let mut seen = String::new();
+    loop {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains("riskstream job starting") {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("the job logged no start line in 60 s: {seen}");
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the job ended before its start line: {seen}")
+            }
+        }
+    }
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    // A liveness bound, not a timing: without the fix the job never stops.
     let asked = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -917,14 +943,64 @@ fn sigterm_stops_a_run_that_is_reading_an_endless_line() {
         }
         if asked.elapsed().as_secs() > 30 {
             let _ = child.kill();
-            panic!("the job ignored SIGTERM for 30 s while reading an endless line");
+            panic!(
+                "the job ignored SIGTERM for 30 s reading {}: {seen}",
+                input.display()
+            );
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     };
-    let rest = rest.join().unwrap();
-    assert!(status.success(), "exit status {status}: {seen}{rest}");
+    reader.join().unwrap();
+    seen.extend(lines.try_iter().map(|line| line + "\n"));
     let s = summary(&summary_path);
-    assert_eq!(s["inputs"], 0, "the unfinished line is not an input: {s}");
+    (status, seen, s)
+}
+
+// Stage failures and blocking inputs (issue 15): each ends as a clean stop or a dead
+// letter, never as a job that will not stop.
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_a_run_whose_input_fifo_never_gets_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("events.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let (status, stderr, s) = sigterm_once_started(dir.path(), &fifo);
+    assert!(status.success(), "exit status {status}: {stderr}");
+    assert_eq!(s["inputs"], 0, "{s}");
+    assert!(
+        stderr.contains("shutdown while waiting for input"),
+        "{stderr}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_a_run_whose_input_fifo_has_a_writer_that_sends_nothing_more() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("events.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // The writer sends two events and then keeps the FIFO open without writing.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            pipe.write_all(good_events(0..2).as_bytes()).unwrap();
+            pipe.flush().unwrap();
+            pipe
+        })
+    };
+    let (status, stderr, s) = sigterm_once_started(dir.path(), &fifo);
+    drop(writer.join().unwrap());
+    assert!(status.success(), "exit status {status}: {stderr}");
+    assert_eq!(
+        s["inputs"].as_u64().unwrap(),
+        s["results"].as_u64().unwrap() + s["dead_letters"].as_u64().unwrap(),
+        "{s}"
+    );
 }
 
 /// `riskstream run` on a few good lines and one bad one with logs at `info`; `extra` adds

@@ -327,7 +327,10 @@ impl Aggregator {
     /// newest time admitted so far; otherwise the watermark moves up to it. The wall clock
     /// keeps a live stream that was quiet for longer than the skew from refusing its next
     /// event; the watermark lets a data set dated ahead of the clock (synthetic data) run.
-    /// The first time admitted is always accepted and sets the watermark.
+    /// Before any time was admitted there is no watermark and the clock alone is the
+    /// reference, so that a first event dated far ahead (year 9999) cannot set the
+    /// watermark and make the bound useless; a source whose times lie ahead of the clock
+    /// by construction (the generator) admits its start time first, `admit(start, start)`.
     ///
     /// [`apply_batch`](Self::apply_batch) does not call it: the caller admits each event
     /// in input order (the job does so as it decodes) and turns a refusal into a dead
@@ -336,7 +339,7 @@ impl Aggregator {
     pub fn admit(&self, ts_ms: i64, now_ms: i64) -> Result<(), FutureTimestamp> {
         let watermark_ms = self.watermark_ms.load(Ordering::Relaxed);
         let reference_ms = watermark_ms.max(now_ms);
-        if watermark_ms != i64::MIN && ts_ms > reference_ms.saturating_add(self.max_skew_ms) {
+        if ts_ms > reference_ms.saturating_add(self.max_skew_ms) {
             return Err(FutureTimestamp {
                 ts_ms,
                 watermark_ms: reference_ms,
@@ -608,7 +611,7 @@ mod tests {
         let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();
         let start = 1_700_000_000_000;
         let far = 253_370_764_800_000; // 9999-01-01T00:00:00Z
-        aggregator.admit(start, 0).unwrap();
+        aggregator.admit(start, start).unwrap();
         aggregator.apply_batch(&[event(start, "V", None, 1.0)]);
         assert_eq!(
             aggregator.admit(far, 0),
@@ -648,12 +651,38 @@ mod tests {
     }
 
     #[test]
-    fn the_first_event_time_is_admitted_whatever_it_is() {
+    fn a_first_event_far_ahead_of_the_clock_is_refused_and_sets_no_watermark() {
         let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();
-        aggregator.admit(253_370_764_800_000, 0).unwrap();
-        assert!(aggregator
-            .admit(253_370_764_800_000 + 3_600_001, 0)
-            .is_err());
+        let now = 1_700_000_000_000;
+        let far = 253_370_764_800_000; // 9999-01-01T00:00:00Z
+        assert_eq!(
+            aggregator.admit(far, now),
+            Err(FutureTimestamp {
+                ts_ms: far,
+                watermark_ms: now,
+                max_skew: Duration::from_secs(3600),
+            })
+        );
+        for i in 1..=20 {
+            let ts = now + i * 1000;
+            aggregator
+                .admit(ts, now)
+                .expect("a second later is admitted");
+            let out = aggregator.apply_batch(&[event(ts, "V", None, 1.0)]);
+            let account = out[0].get(EntityKind::Account).unwrap();
+            assert_eq!(account.windows.count(0), i as u32);
+            assert!(!account.late);
+        }
+        assert!(aggregator.admit(far, now).is_err());
+    }
+
+    #[test]
+    fn a_start_time_admitted_first_lets_times_ahead_of_the_clock_run() {
+        let aggregator = Aggregator::new(AggregateOptions::default()).unwrap();
+        let start = 253_370_764_800_000;
+        aggregator.admit(start, start).unwrap();
+        aggregator.admit(start + 1000, 0).unwrap();
+        assert!(aggregator.admit(start + 1000 + 3_600_001, 0).is_err());
     }
 
     fn at_merchant(ts_ms: i64, amount: f64) -> Event {

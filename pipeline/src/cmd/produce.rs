@@ -15,7 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use riskstream_pipeline::decode::parse_ts;
-use riskstream_pipeline::kafka::{client_config, ensure_topics, LogContext};
+use riskstream_pipeline::kafka::{client_config, ensure_topics, KafkaSetupError, LogContext};
 use riskstream_pipeline::progress::{Progress, Unit};
 use riskstream_pipeline::source::file::FileSource;
 use riskstream_pipeline::source::generator::GeneratorSource;
@@ -124,8 +124,8 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<ProduceSummary> {
         }
     }
     let producer: FutureProducer<LogContext> = client
-        .create_with_context(LogContext)
-        .with_context(|| format!("cannot create a producer for `{}`", config.kafka.brokers))?;
+        .create_with_context(LogContext::new(&config.kafka))
+        .map_err(|e| KafkaSetupError::client("producer", &config.kafka, &e))?;
 
     eprintln!(
         "producing {} to topic {topic} on {}{}",

@@ -16,7 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use riskstream_pipeline::kafka::{client_config, LogContext, START_TIMEOUT};
+use riskstream_pipeline::kafka::{client_config, KafkaSetupError, LogContext, START_TIMEOUT};
 use riskstream_pipeline::result::{Decision, ResultRecord};
 use riskstream_pipeline::time::{parse_period, parse_time};
 
@@ -158,8 +158,8 @@ fn query(args: ResultsArgs) -> anyhow::Result<()> {
         .set("enable.partition.eof", "true")
         .set_log_level(RDKafkaLogLevel::Error);
     let consumer: BaseConsumer<LogContext> = client
-        .create_with_context(LogContext)
-        .with_context(|| format!("cannot create a consumer for `{}`", config.kafka.brokers))?;
+        .create_with_context(LogContext::new(&config.kafka))
+        .map_err(|e| KafkaSetupError::client("consumer", &config.kafka, &e))?;
     let assignment = start_offsets(&consumer, &topic, from)?;
     let partitions = assignment.count();
     consumer

@@ -70,6 +70,13 @@ impl Job {
         )?;
         let model = load_model(config, options.model.as_deref())?;
         let engine = engine(config, Some(&model), graph.enricher, metrics.clone(), false)?;
+        if options.input.is_none() && config.source.kind == SourceKind::Generator {
+            // Generated times start at source.generator.start, which may lie ahead of the
+            // clock: it is the watermark the far-future bound starts from. The first time
+            // admitted is bounded by the clock only, so this cannot be refused.
+            let start_ms = generator_options(config)?.start_ms;
+            let _seeded = engine.aggregator.admit(start_ms, start_ms);
+        }
 
         let target = |path: &Option<PathBuf>, kind: SinkKind, key: &str| match (path, kind) {
             (Some(p), _) => Target::Path(p.clone()),

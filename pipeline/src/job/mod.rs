@@ -169,8 +169,6 @@ boxed_from!(
 pub enum RunError {
     #[error("results could not be delivered; the job stopped consuming")]
     Delivery(#[source] Box<DeliveryError>),
-    #[error(transparent)]
-    Engine(Box<EngineError>),
     #[error("the source failed")]
     Source(#[source] Box<crate::source::SourceError>),
     #[error("cannot start the source thread")]
@@ -387,7 +385,6 @@ impl Job {
         delivered
             .outcome
             .map_err(|e| RunError::Delivery(Box::new(e)))?;
-        stopped.score.map_err(|e| RunError::Engine(Box::new(e)))?;
         stopped.source?;
 
         metrics

@@ -15,7 +15,7 @@ use super::delivery::micros_histogram;
 use super::RunError;
 use crate::aggregate::EventAggregates;
 use crate::engine::{
-    Decoded, Engine, EngineError, Enriched, FeatureBuffers, PendingSnapshot, Scored, SnapshotClock,
+    Decoded, Engine, Enriched, FeatureBuffers, PendingSnapshot, Scored, SnapshotClock,
 };
 use crate::observe::events::{Emit, StageTimed};
 use crate::observe::{Observer, Stage};
@@ -45,15 +45,13 @@ pub(super) struct Topology {
     aggregate: JoinHandle<()>,
     enrich: JoinHandle<()>,
     enrich_order: JoinHandle<Result<Histogram<u64>, JoinError>>,
-    score: JoinHandle<Result<(), EngineError>>,
+    score: JoinHandle<()>,
 }
 
 /// How the stages ended, once they all have.
 pub(super) struct Stopped {
     /// Per-batch graph wait in microseconds, or the stage that panicked.
     pub stages: Result<Histogram<u64>, RunError>,
-    /// The score stage's own failure (a model that cannot score).
-    pub score: Result<(), EngineError>,
     pub source: Result<(), RunError>,
 }
 
@@ -120,20 +118,16 @@ impl Topology {
             e.map_err(panicked("enrich"))?;
             o.map_err(panicked("enrich"))?.map_err(panicked("enrich"))
         })();
-        let (score, stages) = match s {
-            Ok(score) => (score, stages),
-            Err(err) => (Ok(()), stages.and(Err(panicked("score")(err)))),
+        let stages = match s {
+            Ok(()) => stages,
+            Err(err) => stages.and(Err(panicked("score")(err))),
         };
         let source = self.source;
         let source = match tokio::task::spawn_blocking(move || source.join()).await {
             Err(_) | Ok(Err(_)) => Err(RunError::SourcePanicked),
             Ok(Ok(read)) => read.map_err(|e| RunError::Source(Box::new(e))),
         };
-        Stopped {
-            stages,
-            score,
-            source,
-        }
+        Stopped { stages, source }
     }
 }
 
@@ -320,17 +314,16 @@ async fn score(
     slot: ModelSlot,
     mut rx: mpsc::Receiver<Enriched>,
     tx: mpsc::Sender<Scored>,
-) -> Result<(), EngineError> {
+) {
     let mut buffers = FeatureBuffers::default();
     while let Some(enriched) = rx.recv().await {
         // One model per batch: a swap lands between batches, never inside one.
         let active = slot.load_full();
         let started = Instant::now();
-        let scored = engine.score_active(&active, enriched, &mut buffers)?;
+        let scored = engine.score_active(&active, enriched, &mut buffers);
         timed(&observer, Stage::Score, started);
         if tx.send(scored).await.is_err() {
             break;
         }
     }
-    Ok(())
 }

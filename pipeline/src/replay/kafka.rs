@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use riskstream_config::KafkaConfig;
 
-use crate::kafka::{client_config, LogContext, START_TIMEOUT};
+use crate::kafka::{client_config, KafkaSetupError, LogContext, START_TIMEOUT};
 use crate::source::RawBatch;
 
 use super::input::{PartitionRead, ReadProgress, ReplayBatch, ReplayReader};
@@ -41,11 +41,8 @@ pub(crate) fn consumer(kafka: &KafkaConfig) -> Result<BaseConsumer<LogContext>, 
         .set("auto.offset.reset", "earliest")
         .set_log_level(RDKafkaLogLevel::Error);
     client
-        .create_with_context(LogContext)
-        .map_err(|source| ReplayError::Kafka {
-            what: format!("cannot create a consumer for `{}`", kafka.brokers),
-            source,
-        })
+        .create_with_context(LogContext::new(kafka))
+        .map_err(|source| KafkaSetupError::client("replay consumer", kafka, &source).into())
 }
 
 /// One partition to read: `[start, end)` where `start` is the first offset at or after the

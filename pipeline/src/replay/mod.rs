@@ -44,6 +44,8 @@ pub enum ReplayError {
         what: String,
         source: rdkafka::error::KafkaError,
     },
+    #[error(transparent)]
+    Setup(#[from] crate::kafka::KafkaSetupError),
     #[error("topic `{0}` does not exist or has no partitions; check --topic / --results-topic and --brokers")]
     MissingTopic(String),
     #[error(
@@ -297,7 +299,18 @@ async fn score(
         graphs,
         snapshot: engine.snapshots.load_full(),
     };
-    let scored = tokio::task::block_in_place(|| engine.score(model, enriched, buffers))?;
+    let scored = tokio::task::block_in_place(|| engine.score(model, enriched, buffers));
+    // Events the model could not score are dead letters, as in the job.
+    let mut positions = positions;
+    for failed in scored.failed.iter().rev() {
+        let (partition, offset) = positions.remove(failed.row);
+        out.dead_letters.push(ReplayedDeadLetter {
+            partition,
+            offset,
+            kind: crate::dead_letter::SCORING_FAILED,
+            reason: failed.reason.clone(),
+        });
+    }
     encode(engine, &scored, &positions, out);
     Ok(())
 }

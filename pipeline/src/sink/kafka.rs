@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 
 use riskstream_config::KafkaConfig;
 
-use crate::kafka::{client_config, describe, KafkaSetupError};
+use crate::kafka::{client_config, describe, ClientSecrets, KafkaSetupError};
 use crate::observe::Observer;
 
 /// Why a message could not be handed to, or delivered by, the producer.
@@ -98,6 +98,7 @@ impl BatchDelivery {
 /// statistics (the producer queue) to the job's observer.
 pub struct SinkContext {
     observer: Option<Arc<Observer>>,
+    secrets: ClientSecrets,
 }
 
 impl ClientContext for SinkContext {
@@ -108,11 +109,11 @@ impl ClientContext for SinkContext {
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        crate::kafka::log(level, fac, log_message);
+        crate::kafka::log(&self.secrets, level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        crate::kafka::report_error(error, reason);
+        crate::kafka::report_error(&self.secrets, error, reason);
     }
 }
 
@@ -160,7 +161,10 @@ impl KafkaSink {
         }
         tracing::debug!(config = %describe(&config), "kafka producer configuration");
         let producer = config
-            .create_with_context(SinkContext { observer })
+            .create_with_context(SinkContext {
+                observer,
+                secrets: ClientSecrets::new(kafka),
+            })
             .map_err(|source| KafkaSetupError::client("producer", kafka, &source))?;
         Ok(KafkaSink {
             producer,

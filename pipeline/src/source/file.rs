@@ -1,10 +1,13 @@
 //! The JSONL file source: one event per line.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use tokio_util::sync::CancellationToken;
 
@@ -17,10 +20,12 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Reads a JSONL file line by line. Lines longer than the size limit are not held in memory
 /// whole: only `keep` bytes of them are kept (enough for the dead letter's prefix) and the
 /// rest is skipped, so one huge line cannot exhaust memory. While skipping, the source
-/// watches for shutdown, so that an endless line (`/dev/zero`) cannot keep the job running.
+/// watches for shutdown, so that an endless line (`/dev/zero`) cannot keep the job running;
+/// and a FIFO or device that has nothing to give is waited on in a way shutdown can cut
+/// short (see [`Input`]), so that a pipe nobody writes to cannot either.
 pub struct FileSource {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: BufReader<Input>,
     topic: Arc<str>,
     line: i64,
     max_bytes: usize,
@@ -29,6 +34,77 @@ pub struct FileSource {
     /// Whether a byte order mark at the start of the file was looked for yet.
     started: bool,
     cancel: CancellationToken,
+}
+
+/// The opened input. It is opened non-blocking, so that opening a FIFO does not wait for a
+/// writer. A regular file never blocks, and is read as it is. Anything else (a FIFO, a
+/// character device, a socket) is read only when `poll` says a read will not block, and
+/// `poll` waits in short slices between which `cancel` is looked at: a pipe that never
+/// delivers data, or never gets a writer, holds the source thread no longer than one slice
+/// after shutdown. (On Linux a FIFO opened this way reports neither data nor hang-up until
+/// a writer has come and gone, so a FIFO whose writer comes later is read, not taken as
+/// empty.)
+struct Input {
+    file: File,
+    /// Whether reads must wait for `poll` (anything but a regular file).
+    waits: bool,
+    cancel: CancellationToken,
+}
+
+/// How long one `poll` of a waiting [`Input`] lasts before shutdown is looked at again.
+const WAIT_SLICE: Timespec = Timespec {
+    tv_sec: 0,
+    tv_nsec: 100_000_000,
+};
+
+/// The error an [`Input`] read returns when shutdown was requested while it waited.
+#[derive(Debug, thiserror::Error)]
+#[error("shutdown requested while waiting for input")]
+struct WaitCancelled;
+
+impl Input {
+    fn open(path: &Path) -> io::Result<Input> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path)?;
+        let waits = !file.metadata()?.file_type().is_file();
+        Ok(Input {
+            file,
+            waits,
+            cancel: CancellationToken::new(),
+        })
+    }
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.waits {
+            return self.file.read(buf);
+        }
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(io::Error::other(WaitCancelled));
+            }
+            let mut fds = [PollFd::new(&self.file, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, Some(&WAIT_SLICE)) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(err) => return Err(err.into()),
+            }
+            match self.file.read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                read => return read,
+            }
+        }
+    }
+}
+
+/// Whether `err` is an [`Input`] giving up its wait for shutdown.
+fn cancelled(err: &io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.is::<WaitCancelled>())
 }
 
 /// What [`FileSource::read_line`] found.
@@ -40,13 +116,15 @@ enum Line {
     End,
     /// Shutdown was requested while an oversize line was being skipped.
     Cancelled,
+    /// Shutdown was requested while the input had nothing to give (a FIFO or device).
+    Idle,
 }
 
 impl FileSource {
     /// Opens `path`. `max_bytes` is `source.max_event_bytes`; `keep` is how much of an
     /// oversize line to keep (`dead_letter.max_payload_bytes`).
     pub fn open(path: &Path, max_bytes: usize, keep: usize) -> Result<Self, SourceError> {
-        let file = File::open(path).map_err(|source| SourceError::Open {
+        let file = Input::open(path).map_err(|source| SourceError::Open {
             path: path.display().to_string(),
             source,
         })?;
@@ -74,9 +152,19 @@ impl FileSource {
         Ok(())
     }
 
+    /// [`FileSource::read_line_from_input`], with a wait cut short by shutdown as
+    /// [`Line::Idle`] rather than an error. (A line read in part is then not processed:
+    /// what it had is in no record.)
+    fn read_line(&mut self) -> std::io::Result<Line> {
+        match self.read_line_from_input() {
+            Err(err) if cancelled(&err) => Ok(Line::Idle),
+            read => read,
+        }
+    }
+
     /// Reads one line into `scratch`, without its line ending (`\n` or `\r\n`: neither
     /// counts toward the size limit).
-    fn read_line(&mut self) -> std::io::Result<Line> {
+    fn read_line_from_input(&mut self) -> std::io::Result<Line> {
         if !self.started {
             self.skip_bom()?;
         }
@@ -153,6 +241,14 @@ impl BlockingSource for FileSource {
                     );
                     break;
                 }
+                Ok(Line::Idle) => {
+                    tracing::info!(
+                        file = %self.path.display(),
+                        line = self.line,
+                        "shutdown while waiting for input"
+                    );
+                    break;
+                }
                 Err(source) => {
                     return Err(SourceError::Read {
                         path: self.path.display().to_string(),
@@ -182,6 +278,7 @@ impl BlockingSource for FileSource {
     }
 
     fn watch(&mut self, cancel: CancellationToken) {
+        self.reader.get_mut().cancel = cancel.clone();
         self.cancel = cancel;
     }
 }
@@ -289,5 +386,22 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("no/such/events.jsonl"), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_without_a_writer_opens_at_once_and_its_read_ends_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("events.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let mut source = FileSource::open(&fifo, 1024, 64).unwrap();
+        let cancel = CancellationToken::new();
+        source.watch(cancel.clone());
+        let reading = std::thread::spawn(move || source.next_batch(16));
+        cancel.cancel();
+        assert!(reading.join().unwrap().unwrap().is_none());
     }
 }

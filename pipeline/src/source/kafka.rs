@@ -29,7 +29,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use riskstream_config::{AutoOffsetReset, KafkaConfig};
 
 use super::{BlockingSource, RawBatch, SourceError};
-use crate::kafka::{client_config, describe, KafkaSetupError};
+use crate::kafka::{client_config, describe, ClientSecrets, KafkaSetupError};
 use crate::observe::events::{Emit, RebalanceChange, Rebalanced};
 use crate::observe::Observer;
 
@@ -121,6 +121,7 @@ impl InFlight {
 pub struct SourceContext {
     in_flight: Arc<InFlight>,
     observer: Option<Arc<Observer>>,
+    secrets: ClientSecrets,
 }
 
 impl SourceContext {
@@ -146,11 +147,11 @@ impl ClientContext for SourceContext {
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        crate::kafka::log(level, fac, log_message);
+        crate::kafka::log(&self.secrets, level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        crate::kafka::report_error(error, reason);
+        crate::kafka::report_error(&self.secrets, error, reason);
     }
 }
 
@@ -341,6 +342,7 @@ impl KafkaSource {
             .create_with_context(SourceContext {
                 in_flight: in_flight.clone(),
                 observer,
+                secrets: ClientSecrets::new(kafka),
             })
             .map_err(|source| KafkaSetupError::client("consumer", kafka, &source))?;
         let topics: Vec<&str> = kafka.input_topics.iter().map(String::as_str).collect();
