@@ -180,7 +180,7 @@ impl Target for ConfigDocs {
                             format!("{{ value = \"{token}\" }}"),
                             format!("\"\"\"{token}\"\"\""),
                             format!("{digits}.5"),
-                            format!("{token}"),
+                            token.clone(),
                         ],
                     )
                     .clone();

@@ -46,6 +46,9 @@ const DEVICES: u32 = 10;
 const MERCHANTS: u32 = 8;
 const IPS: u32 = 8;
 
+/// Blank lines a file may hold between events: no records.
+const BLANK_LINES: [&[u8]; 3] = [b"\n", b"\r\n", b"  \n"];
+
 /// Timestamps that are valid RFC 3339 or nearly so, far away or oddly written.
 const STRANGE_TS: &[&str] = &[
     "9999-12-31T23:59:59Z",
@@ -327,7 +330,8 @@ impl Target for Events {
         let lines = rng.random_range(1..=6);
         for k in 0..lines {
             if rng.random_bool(0.1) {
-                file.extend_from_slice(*pick(rng, &[&b"\n"[..], &b"\r\n"[..], &b"  \n"[..]]));
+                let blank: &&[u8] = pick(rng, &BLANK_LINES);
+                file.extend_from_slice(blank);
             }
             file.extend_from_slice(&line(rng, k));
             if k + 1 < lines || rng.random_bool(0.7) {
