@@ -528,6 +528,36 @@ mod tests {
     }
 
     #[test]
+    fn a_written_finding_replays_through_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            findings_dir: dir.path().to_path_buf(),
+            ..Options::new(1, 5)
+        };
+        for kind in TargetKind::ALL {
+            let mut target = kind.build(&options.model_dir).unwrap();
+            let case = target.generate(&mut case_rng(5, kind, 9), 9);
+            let path = write_finding(&options, &case, 9).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with(case.replay_prefix()), "{name}");
+            assert_eq!(std::fs::read(&path).unwrap(), case.bytes);
+            let finding = replay(&path, None, &options.model_dir).unwrap();
+            assert!(finding.is_none(), "{}", finding.unwrap());
+        }
+        let unnamed = dir.path().join("input.bin");
+        std::fs::write(&unnamed, b"{}").unwrap();
+        assert!(matches!(
+            replay(&unnamed, None, &options.model_dir),
+            Err(HarnessError::ReplayTarget { .. })
+        ));
+        assert!(
+            replay(&unnamed, Some(TargetKind::Graph), &options.model_dir)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn a_case_is_the_same_whenever_it_is_made() {
         let mut target = TargetKind::Config.build(&shipped_model_dir()).unwrap();
         let mut a = case_rng(7, TargetKind::Config, 123);
