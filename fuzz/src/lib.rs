@@ -140,6 +140,17 @@ impl fmt::Display for Finding {
                 path.display()
             )?;
         }
+        if self.target == "events" {
+            // A replay starts from empty windows; the run had the earlier cases' state.
+            write!(
+                f,
+                "; cases share window state with up to {} cases before them: if the replay \
+                 passes, rerun --seed {} --target events --cases {}",
+                targets::events::CASES_PER_ENGINE - 1,
+                self.seed,
+                self.case + 1
+            )?;
+        }
         // Messages quote inputs, which may be huge: the input file has them whole.
         const MAX: usize = 6_000;
         match self.message.char_indices().nth(MAX) {
