@@ -486,13 +486,22 @@ pub fn replay(
         Ok(_) => None,
         Err((kind, message)) => Some(Finding {
             target: case.target.name(),
-            seed: 0,
-            case: 0,
+            seed: number_after(&name, "seed").unwrap_or(0),
+            case: number_after(&name, "-case").unwrap_or(0),
             kind,
             message,
             input: Some(path.to_path_buf()),
         }),
     })
+}
+
+/// The number right after `tag` in a finding's file name (`graph-seed1-case42.jsonl`).
+fn number_after(name: &str, tag: &str) -> Option<u64> {
+    let rest = &name[name.find(tag)? + tag.len()..];
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..digits].parse().ok()
 }
 
 #[cfg(test)]

@@ -364,22 +364,31 @@ fn configured_secrets(config: &Config, planted: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The planted secrets in a document and its environment: every text that starts with
-/// [`TOKEN_PREFIX`] (followed by letters and digits) or with [`DIGITS_PREFIX`] (digits).
+/// Letters and digits after [`TOKEN_PREFIX`] in a planted text secret.
+const TOKEN_TAIL: usize = 10;
+/// Digits after [`DIGITS_PREFIX`] in a planted numeric secret.
+const DIGITS_TAIL: usize = 7;
+
+/// The planted secrets still whole in a document and its environment: every run of letters
+/// and digits made of [`TOKEN_PREFIX`] and [`TOKEN_TAIL`] more, and every run of digits
+/// made of [`DIGITS_PREFIX`] and [`DIGITS_TAIL`] more. (A mutation that joins a cut
+/// secret to a key name makes a longer run: a key name, no secret.)
 pub fn planted_secrets(bytes: &[u8], env: &[(String, String)]) -> Vec<String> {
     let mut found = Vec::new();
     let mut scan = |text: &str| {
-        for (prefix, more) in [
+        for (prefix, tail, more) in [
             (
                 TOKEN_PREFIX,
+                TOKEN_TAIL,
                 (|c: char| c.is_ascii_alphanumeric()) as fn(char) -> bool,
             ),
-            (DIGITS_PREFIX, |c: char| c.is_ascii_digit()),
+            (DIGITS_PREFIX, DIGITS_TAIL, |c: char| c.is_ascii_digit()),
         ] {
             for (at, _) in text.match_indices(prefix) {
+                let before = text[..at].chars().next_back();
                 let rest = &text[at + prefix.len()..];
                 let len = rest.find(|c: char| !more(c)).unwrap_or(rest.len());
-                if len >= 6 {
+                if len == tail && !before.is_some_and(more) {
                     found.push(text[at..at + prefix.len() + len].to_owned());
                 }
             }
@@ -396,7 +405,7 @@ pub fn planted_secrets(bytes: &[u8], env: &[(String, String)]) -> Vec<String> {
 
 fn token(rng: &mut Rng) -> String {
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let tail: String = (0..10).map(|_| *pick(rng, ALNUM) as char).collect();
+    let tail: String = (0..TOKEN_TAIL).map(|_| *pick(rng, ALNUM) as char).collect();
     format!("{TOKEN_PREFIX}{tail}")
 }
 
@@ -518,9 +527,14 @@ mod tests {
 
     #[test]
     fn planted_secrets_are_found_in_documents_and_the_environment() {
-        let env = vec![("X".to_owned(), "bolt://u:fzS3cr3tABCDEF@h".to_owned())];
-        let found = planted_secrets(b"password = 987651234567\nx = \"fzS3cr3tQQQQQQ\"", &env);
-        assert_eq!(found, ["987651234567", "fzS3cr3tABCDEF", "fzS3cr3tQQQQQQ"]);
+        let env = vec![("X".to_owned(), "bolt://u:fzS3cr3tABCDEFGHIJ@h".to_owned())];
+        let doc = b"password = 987651234567\nx = \"fzS3cr3tQQQQQQQQQQ\"\nfzS3cr3tQQQQQuser = 1";
+        let found = planted_secrets(doc, &env);
+        assert_eq!(
+            found,
+            ["987651234567", "fzS3cr3tABCDEFGHIJ", "fzS3cr3tQQQQQQQQQQ"],
+            "a cut secret joined to a key name is no secret"
+        );
     }
 
     #[test]
