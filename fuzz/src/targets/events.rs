@@ -245,12 +245,15 @@ impl Events {
             graphs,
             snapshot: self.engine.snapshots.load_full(),
         };
-        let scored = self
-            .engine
-            .score(&self.model, enriched, &mut self.buffers)
-            .map_err(|e| {
-                format!("scoring failed, so {events} events of the batch get no result: {e}")
-            })?;
+        let scored = self.engine.score(&self.model, enriched, &mut self.buffers);
+        // The shipped model scores every event it is given: a row it refused is a finding.
+        if let Some(row) = scored.failed.first() {
+            return Err(format!(
+                "the model refused {} of {events} events of the batch (first: {})",
+                scored.failed.len(),
+                row.reason
+            ));
+        }
         if scored.scores.len() != events {
             return Err(format!(
                 "{events} events got {} scores",
