@@ -61,6 +61,35 @@ pub struct AggregateConfig {
     /// late and the velocity features freeze. The first event of a run sets the
     /// watermark. Longer than zero, at most [`MAX_FUTURE_SKEW`].
     pub max_future_skew: Duration,
+    /// How long a key (account, device, ip, merchant) may go without an event before its
+    /// state is dropped, in event time: a key whose newest event is older than the
+    /// watermark minus this is evicted, and if it comes back it starts again as a new key
+    /// (first seen, previous event time, previous country and amount baseline forgotten;
+    /// its windows are empty either way). Bounds memory by the keys active within this
+    /// span instead of every key ever seen. At least the longest window (of `windows` and
+    /// `distinct_window`), at most [`MAX_IDLE_KEY_TTL`]. Default: the longest window plus
+    /// [`IDLE_KEY_MARGIN`] (48 h with the default windows).
+    pub idle_key_ttl: Duration,
+}
+
+/// What the default `aggregate.idle_key_ttl` adds to the longest window: a day, so that a
+/// key keeps its history (first seen, previous country) for a day beyond what any window
+/// needs, and an event up to a day behind the watermark still meets the state it would
+/// have met without eviction.
+pub const IDLE_KEY_MARGIN: Duration = Duration::from_secs(86_400);
+
+/// Upper bound of `aggregate.idle_key_ttl`: twice the longest window allowed.
+pub const MAX_IDLE_KEY_TTL: Duration = Duration::from_secs(2 * 10 * 365 * 86_400);
+
+/// The longest window among `windows` and `distinct_window`: the span a key's state must
+/// cover.
+pub fn longest_window(windows: &[Duration], distinct_window: Duration) -> Duration {
+    windows.iter().copied().fold(distinct_window, Duration::max)
+}
+
+/// The default `aggregate.idle_key_ttl`: the longest window plus [`IDLE_KEY_MARGIN`].
+pub fn default_idle_key_ttl(windows: &[Duration], distinct_window: Duration) -> Duration {
+    longest_window(windows, distinct_window).saturating_add(IDLE_KEY_MARGIN)
 }
 
 /// Upper bound of `aggregate.max_future_skew`: beyond a year the check would no longer
@@ -99,17 +128,27 @@ impl Default for AggregateConfig {
             windows: default_windows(),
             distinct_window: default_distinct_window(),
             max_future_skew: default_max_future_skew(),
+            idle_key_ttl: default_idle_key_ttl(&default_windows(), default_distinct_window()),
         }
     }
 }
 
 impl AggregateConfig {
     pub(crate) fn read(mut s: Section<'_>) -> AggregateConfig {
+        let keys = s.choices("keys", default_keys());
+        let windows = s.durations("windows", default_windows());
+        let distinct_window = s.duration("distinct_window", default_distinct_window());
+        let max_future_skew = s.duration("max_future_skew", default_max_future_skew());
+        let idle_key_ttl = s.duration(
+            "idle_key_ttl",
+            default_idle_key_ttl(&windows, distinct_window),
+        );
         let config = AggregateConfig {
-            keys: s.choices("keys", default_keys()),
-            windows: s.durations("windows", default_windows()),
-            distinct_window: s.duration("distinct_window", default_distinct_window()),
-            max_future_skew: s.duration("max_future_skew", default_max_future_skew()),
+            keys,
+            windows,
+            distinct_window,
+            max_future_skew,
+            idle_key_ttl,
         };
         s.finish();
         config
@@ -127,6 +166,7 @@ impl AggregateConfig {
         section.set("windows", windows);
         section.set("distinct_window", format_duration(self.distinct_window));
         section.set("max_future_skew", format_duration(self.max_future_skew));
+        section.set("idle_key_ttl", format_duration(self.idle_key_ttl));
     }
 
     pub(crate) fn check(&self, r: &mut Report) {
@@ -144,6 +184,21 @@ impl AggregateConfig {
             ),
             format!("{:?}", format_duration(self.max_future_skew)),
             format_duration(default_max_future_skew()),
+        );
+        let longest = longest_window(&self.windows, self.distinct_window);
+        // A window out of range is reported by its own key; comparing with it says nothing.
+        let windows_in_range = longest <= MAX_WINDOW;
+        r.require(
+            !windows_in_range
+                || (self.idle_key_ttl >= longest && self.idle_key_ttl <= MAX_IDLE_KEY_TTL),
+            "aggregate.idle_key_ttl",
+            &format!(
+                "at least the longest window ({:?}, of aggregate.windows and aggregate.distinct_window) and at most {:?}",
+                format_duration(longest),
+                format_duration(MAX_IDLE_KEY_TTL)
+            ),
+            format!("{:?}", format_duration(self.idle_key_ttl)),
+            format_duration(default_idle_key_ttl(&self.windows, self.distinct_window)),
         );
     }
 

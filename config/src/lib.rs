@@ -55,7 +55,8 @@ use std::path::Path;
 
 pub use admin::AdminConfig;
 pub use aggregate::{
-    AggregateConfig, AggregateKey, MAX_FUTURE_SKEW, MAX_WINDOW, MAX_WINDOWS, MIN_WINDOW,
+    default_idle_key_ttl, longest_window, AggregateConfig, AggregateKey, IDLE_KEY_MARGIN,
+    MAX_FUTURE_SKEW, MAX_IDLE_KEY_TTL, MAX_WINDOW, MAX_WINDOWS, MIN_WINDOW,
 };
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, KeyError};

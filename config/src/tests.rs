@@ -686,6 +686,38 @@ fn max_future_skew_must_be_longer_than_zero_and_at_most_a_year() {
     assert_eq!(config.aggregate.max_future_skew, Duration::from_secs(300));
 }
 
+#[test]
+fn idle_key_ttl_shorter_than_the_longest_window_is_refused_by_name() {
+    for text in [
+        "[aggregate]\nidle_key_ttl = \"23h\"\n",
+        "[aggregate]\nwindows = [\"1m\", \"7d\"]\nidle_key_ttl = \"48h\"\n",
+        "[aggregate]\ndistinct_window = \"3d\"\nidle_key_ttl = \"48h\"\n",
+        "[aggregate]\nidle_key_ttl = \"8000d\"\n",
+    ] {
+        let file = file_with(text);
+        let error = Config::load_from(Some(file.path()), Vec::new()).unwrap_err();
+        let keys: Vec<&str> = error.key_errors().iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["aggregate.idle_key_ttl"], "{text}: {error}");
+    }
+    let file = file_with("[aggregate]\nidle_key_ttl = \"24h\"\n");
+    let config = Config::load_from(Some(file.path()), Vec::new()).unwrap();
+    assert_eq!(config.aggregate.idle_key_ttl, Duration::from_secs(86_400));
+}
+
+#[test]
+fn the_default_idle_key_ttl_is_the_longest_window_plus_a_day() {
+    assert_eq!(
+        Config::default().aggregate.idle_key_ttl,
+        Duration::from_secs(2 * 86_400)
+    );
+    let file = file_with("[aggregate]\nwindows = [\"1m\", \"7d\"]\n");
+    let config = Config::load_from(Some(file.path()), Vec::new()).unwrap();
+    assert_eq!(
+        config.aggregate.idle_key_ttl,
+        Duration::from_secs(8 * 86_400)
+    );
+}
+
 fn config_with_secrets() -> Config {
     let mut config = Config::default();
     config.graph.password = Secret::new("neo-pass");
@@ -784,6 +816,7 @@ fn the_printed_toml_loads_back_as_the_same_configuration() {
             windows: vec![Duration::from_secs(90), Duration::from_secs(2 * 86_400)],
             distinct_window: Duration::from_secs(600),
             max_future_skew: Duration::from_secs(300),
+            idle_key_ttl: Duration::from_secs(3 * 86_400),
         },
         snapshot: SnapshotConfig {
             interval: Duration::from_millis(250),

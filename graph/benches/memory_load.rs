@@ -149,5 +149,44 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// One unflagged hub (a device shared by everyone) with `leaves` accounts, every 100th of
+/// them flagged: every flagged leaf is two hops from every other leaf.
+fn hub_graph(leaves: usize) -> Vec<GraphRecord> {
+    let mut records = vec![GraphRecord::Node {
+        id: "D-hub".to_owned(),
+        kind: EntityKind::Device,
+        flagged: false,
+    }];
+    for i in 0..leaves {
+        records.push(GraphRecord::Node {
+            id: format!("A-{i}"),
+            kind: EntityKind::Account,
+            flagged: i % 100 == 0,
+        });
+        records.push(GraphRecord::Edge {
+            src: format!("A-{i}"),
+            dst: "D-hub".to_owned(),
+            rel: Relation::Uses,
+        });
+    }
+    records
+}
+
+fn hub(c: &mut Criterion) {
+    let mut group = c.benchmark_group("memory_graph_hub");
+    group.sample_size(10);
+    for (name, leaves) in [
+        ("hub_precompute_10k_leaves", 10_000),
+        ("hub_precompute_100k_leaves", 100_000),
+        ("hub_precompute_1m_leaves", 1_000_000),
+    ] {
+        let records = hub_graph(leaves);
+        group.bench_function(name, |b| {
+            b.iter(|| MemoryGraph::from_records(records.iter().cloned(), MAX_HOPS).expect("loads"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, hub);
 criterion_main!(benches);

@@ -38,6 +38,9 @@ pub struct Metrics {
     /// `riskstream_results_total{decision}` shows. See [`Metrics::count_delivered`].
     pub delivered: [AtomicU64; 3],
     pub late_events: AtomicU64,
+    /// Keys dropped after `aggregate.idle_key_ttl` without an event, copied from the
+    /// aggregator at the end of a run.
+    pub keys_evicted: AtomicU64,
     pub snapshots: AtomicU64,
     pub graph_unavailable: AtomicU64,
     /// Latency percentiles of delivered results in microseconds, refreshed by the sink.

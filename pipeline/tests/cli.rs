@@ -1094,3 +1094,78 @@ fn an_unknown_log_format_is_refused_naming_the_allowed_ones() {
         "{err}"
     );
 }
+
+/// Fifty accounts pay once, then another account pays every hour for two days (moving the
+/// watermark past `idle_key_ttl`), then the fifty come back.
+fn idle_accounts_and_their_return() -> String {
+    let mut lines = Vec::new();
+    let at = |hours: i64, minutes: i64| {
+        let day = 22 + hours / 24;
+        format!("2026-11-{day:02}T{:02}:{minutes:02}:00Z", hours % 24)
+    };
+    for a in 0..50 {
+        lines.push(format!(
+            r#"{{"event_id":"first-{a}","ts":"{}","account_id":"A-{a}","merchant_id":"M-{a}","device_id":"D-{a}","amount":{a}.5,"country":"DE"}}"#,
+            at(0, a % 60)
+        ));
+    }
+    for h in 1..=50 {
+        lines.push(format!(
+            r#"{{"event_id":"busy-{h}","ts":"{}","account_id":"W","merchant_id":"M-busy","amount":3.5}}"#,
+            at(h, 0)
+        ));
+    }
+    for a in 0..50 {
+        lines.push(format!(
+            r#"{{"event_id":"back-{a}","ts":"{}","account_id":"A-{a}","merchant_id":"M-{a}","device_id":"D-{a}","amount":7.5,"country":"FR"}}"#,
+            at(50, a % 60)
+        ));
+    }
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn accounts_idle_past_the_ttl_get_the_same_window_aggregates_as_without_eviction() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("idle.jsonl");
+    std::fs::write(&input, idle_accounts_and_their_return()).unwrap();
+    let windows = |results: &[serde_json::Value]| -> Vec<(String, serde_json::Value)> {
+        results
+            .iter()
+            .map(|r| {
+                let mut account = r["aggregates"]["account"].clone();
+                let keep = [
+                    "count_1m",
+                    "sum_1m",
+                    "count_1h",
+                    "sum_1h",
+                    "count_24h",
+                    "sum_24h",
+                ];
+                if let Some(fields) = account.as_object_mut() {
+                    fields.retain(|name, _| keep.contains(&name.as_str()));
+                }
+                (r["event_id"].as_str().unwrap_or("").to_owned(), account)
+            })
+            .collect()
+    };
+    let evicting = dir.path().join("evicting");
+    let keeping = dir.path().join("keeping");
+    std::fs::create_dir_all(&evicting).unwrap();
+    std::fs::create_dir_all(&keeping).unwrap();
+    let (output, with, _, s_with) = run_on_file(
+        &evicting,
+        &input,
+        "[pipeline]\nbatch_size = 1\n[snapshot]\ninterval = \"1ms\"\n[aggregate]\nidle_key_ttl = \"25h\"\n",
+    );
+    ok(output);
+    let (output, without, _, s_without) =
+        run_on_file(&keeping, &input, "[aggregate]\nidle_key_ttl = \"3650d\"\n");
+    ok(output);
+    assert_eq!(with.len(), 150);
+    assert_eq!(windows(&with), windows(&without));
+    let back = with.iter().find(|r| r["event_id"] == "back-7").unwrap();
+    assert_eq!(back["aggregates"]["account"]["count_24h"], 1, "{back}");
+    assert_eq!(s_without["keys_evicted"], 0, "{s_without}");
+    assert!(s_with["keys_evicted"].is_u64(), "{s_with}");
+}

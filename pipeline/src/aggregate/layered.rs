@@ -20,6 +20,9 @@
 //!   values array, plus a copy of the index when new keys arrived — but happens once per
 //!   base/8 changed keys (every 13th publish when 1 % of the keys change each time).
 //!
+//! Keys evicted from the live state are removed the same way: a layer holds a tombstone
+//! for each, and the next compaction leaves them out of the new base.
+//!
 //! The base stores values inline in one array and maps ids to positions in a separate
 //! index, so a compaction copies memory sequentially, freeing a base is a few large
 //! deallocations rather than one per key, and a compaction without new keys reuses the
@@ -57,10 +60,11 @@ pub(crate) const COMPACTION: Compaction = Compaction {
 /// Marks a layer entry whose key the base does not hold.
 const NOT_IN_BASE: usize = usize::MAX;
 
-/// A changed key's value in a layer, with its position in the base when the base has it.
+/// A changed key's value in a layer (`None`: removed), with its position in the base when
+/// the base has it.
 #[derive(Debug, Clone, Copy)]
 struct LayerEntry<V> {
-    value: V,
+    value: Option<V>,
     base_slot: usize,
 }
 
@@ -152,7 +156,7 @@ impl<V: Copy> LayeredMap<V> {
     pub fn get(&self, id: &str) -> Option<&V> {
         for layer in &self.layers {
             if let Some(entry) = layer.get(id) {
-                return Some(&entry.value);
+                return entry.value.as_ref();
             }
         }
         self.base.index.get(id).map(|&slot| &self.base.values[slot])
@@ -184,7 +188,9 @@ impl<V: Copy> LayeredMap<V> {
                 layer
                     .iter()
                     .filter(move |(id, _)| !self.in_layers_above(depth, id.as_str()))
-                    .map(|(id, entry)| (id.as_str(), &entry.value))
+                    .filter_map(|(id, entry)| {
+                        entry.value.as_ref().map(|value| (id.as_str(), value))
+                    })
             });
         let from_base = self
             .base
@@ -203,38 +209,52 @@ impl<V: Copy> LayeredMap<V> {
     }
 
     /// The next version: this one with `changes` applied (a later change of the same id
-    /// wins). Costs O(changes) plus, now and then, a layer merge or a compaction as
-    /// `policy` says; this version stays as it was.
+    /// wins), then the keys in `removed` taken out. Costs O(changes + removed) plus, now
+    /// and then, a layer merge or a compaction as `policy` says; this version stays as it
+    /// was.
     pub(crate) fn with_changes(
         &self,
         changes: Vec<(SnapshotId, V)>,
+        removed: Vec<SnapshotId>,
         policy: &Compaction,
     ) -> LayeredMap<V> {
-        if changes.is_empty() {
+        if changes.is_empty() && removed.is_empty() {
             return self.clone();
         }
+        let edits = changes
+            .into_iter()
+            .map(|(id, value)| (id, Some(value)))
+            .chain(removed.into_iter().map(|id| (id, None)));
+        let edit_count = edits.size_hint().0;
         let layered: usize = self.layers.iter().map(|layer| layer.len()).sum();
         let limit = (self.base.values.len() / policy.base_divisor.max(1)).max(policy.min_layered);
-        if layered + changes.len() > limit {
+        if layered + edit_count > limit {
             // Straight into a new base: a layer this large would only be copied again.
-            let base = compact(&self.base, &self.layers, changes);
+            let base = compact(&self.base, &self.layers, edits);
             return LayeredMap {
                 len: base.values.len(),
                 base: Arc::new(base),
                 layers: Vec::new(),
             };
         }
-        let mut layer = Layer::with_capacity(changes.len());
+        let mut layer = Layer::with_capacity(edit_count);
         let mut len = self.len;
-        for (id, value) in changes {
+        for (id, value) in edits {
+            let held_before = match layer.get(id.as_str()) {
+                Some(entry) => entry.value.is_some(),
+                None => self.get(id.as_str()).is_some(),
+            };
+            let held_after = value.is_some();
             let base_slot = self.base.index.get(id.as_str()).copied();
-            let known = base_slot.is_some() || self.in_layers_above(self.layers.len(), id.as_str());
             let entry = LayerEntry {
                 value,
                 base_slot: base_slot.unwrap_or(NOT_IN_BASE),
             };
-            if layer.upsert(id, entry) && !known {
-                len += 1;
+            layer.upsert(id, entry);
+            match (held_before, held_after) {
+                (false, true) => len += 1,
+                (true, false) => len -= 1,
+                _ => {}
             }
         }
         let mut layers = Vec::with_capacity(self.layers.len() + 1);
@@ -267,28 +287,50 @@ fn merge<V: Copy>(older: &Layer<V>, newer: &Layer<V>) -> Layer<V> {
     merged
 }
 
-/// A new base holding `base` overwritten by `layers` (newest first), then by `changes`.
+/// A new base holding `base` overwritten by `layers` (newest first), then by `edits`
+/// (`None`: the key is removed).
 fn compact<V: Copy>(
     base: &Base<V>,
     layers: &[Arc<Layer<V>>],
-    changes: Vec<(SnapshotId, V)>,
+    edits: impl Iterator<Item = (SnapshotId, Option<V>)>,
 ) -> Base<V> {
-    let most_new = layers.iter().map(|layer| layer.len()).sum::<usize>() + changes.len();
+    let most_new = layers.iter().map(|layer| layer.len()).sum::<usize>() + edits.size_hint().0;
     let mut values = Vec::with_capacity(base.values.len() + most_new);
     values.extend_from_slice(&base.values);
     // Only keys the base lacks need a new index; until one shows up the old one still fits.
     let mut new_index: Option<AHashMap<SnapshotId, usize>> = None;
-    let mut set = |id: &SnapshotId, base_slot: Option<usize>, value: V| {
-        if let Some(slot) = base_slot {
-            values[slot] = value;
-            return;
-        }
-        let index = new_index.get_or_insert_with(|| (*base.index).clone());
-        match index.entry(id.clone()) {
-            Entry::Occupied(slot) => values[*slot.get()] = value,
-            Entry::Vacant(slot) => {
-                slot.insert(values.len());
-                values.push(value);
+    // Slots of removed keys, left out when the values are written out at the end.
+    let mut removed_slots: ahash::AHashSet<usize> = ahash::AHashSet::new();
+    let mut set = |id: &SnapshotId, base_slot: Option<usize>, value: Option<V>| {
+        let slot = match base_slot {
+            Some(slot) => Some(slot),
+            None => match value {
+                // A key the base lacks: only the index built so far can hold it.
+                None => new_index
+                    .as_ref()
+                    .and_then(|index| index.get(id.as_str()).copied()),
+                Some(new) => {
+                    let index = new_index.get_or_insert_with(|| (*base.index).clone());
+                    match index.entry(id.clone()) {
+                        Entry::Occupied(slot) => Some(*slot.get()),
+                        Entry::Vacant(slot) => {
+                            slot.insert(values.len());
+                            values.push(new);
+                            None
+                        }
+                    }
+                }
+            },
+        };
+        if let Some(slot) = slot {
+            match value {
+                Some(value) => {
+                    values[slot] = value;
+                    removed_slots.remove(&slot);
+                }
+                None => {
+                    removed_slots.insert(slot);
+                }
             }
         }
     };
@@ -298,13 +340,30 @@ fn compact<V: Copy>(
             set(id, base_slot, entry.value);
         }
     }
-    for (id, value) in &changes {
-        set(id, base.index.get(id.as_str()).copied(), *value);
+    for (id, value) in edits {
+        set(&id, base.index.get(id.as_str()).copied(), value);
     }
-    values.shrink_to_fit();
+    let index = new_index.map_or_else(|| Arc::clone(&base.index), Arc::new);
+    if removed_slots.is_empty() {
+        values.shrink_to_fit();
+        return Base { index, values };
+    }
+    // Keys went away: write the survivors out afresh, in their old order.
+    let mut slots: Vec<(&SnapshotId, usize)> = index
+        .iter()
+        .filter(|(_, slot)| !removed_slots.contains(*slot))
+        .map(|(id, &slot)| (id, slot))
+        .collect();
+    slots.sort_unstable_by_key(|&(_, slot)| slot);
+    let mut kept = Vec::with_capacity(slots.len());
+    let mut kept_index = AHashMap::with_capacity(slots.len());
+    for (id, slot) in slots {
+        kept_index.insert(id.clone(), kept.len());
+        kept.push(values[slot]);
+    }
     Base {
-        index: new_index.map_or_else(|| Arc::clone(&base.index), Arc::new),
-        values,
+        index: Arc::new(kept_index),
+        values: kept,
     }
 }
 
@@ -358,9 +417,9 @@ mod tests {
     #[test]
     fn newest_layer_wins_over_older_layers_and_the_base() {
         let map = LayeredMap::new()
-            .with_changes(changes(&[("a", 1), ("b", 1)]), &EAGER)
-            .with_changes(changes(&[("a", 2)]), &NEVER)
-            .with_changes(changes(&[("a", 3), ("c", 3)]), &NEVER);
+            .with_changes(changes(&[("a", 1), ("b", 1)]), Vec::new(), &EAGER)
+            .with_changes(changes(&[("a", 2)]), Vec::new(), &NEVER)
+            .with_changes(changes(&[("a", 3), ("c", 3)]), Vec::new(), &NEVER);
         assert_eq!(map.get("a"), Some(&3));
         assert_eq!(map.get("b"), Some(&1));
         assert_eq!(map.get("c"), Some(&3));
@@ -373,11 +432,12 @@ mod tests {
 
     #[test]
     fn compaction_folds_layers_into_a_new_base_and_leaves_older_versions_alone() {
-        let first = LayeredMap::new().with_changes(changes(&[("a", 1), ("b", 1)]), &EAGER);
+        let first =
+            LayeredMap::new().with_changes(changes(&[("a", 1), ("b", 1)]), Vec::new(), &EAGER);
         assert_eq!(first.layer_count(), 0, "the first publish compacts");
-        let second = first.with_changes(changes(&[("a", 2)]), &EAGER);
+        let second = first.with_changes(changes(&[("a", 2)]), Vec::new(), &EAGER);
         assert_eq!(second.layer_count(), 1, "one change stays layered");
-        let third = second.with_changes(changes(&[("b", 3), ("c", 3)]), &EAGER);
+        let third = second.with_changes(changes(&[("b", 3), ("c", 3)]), Vec::new(), &EAGER);
         assert_eq!(third.layer_count(), 0, "three layered entries exceed 2 / 2");
         assert_eq!(
             [third.get("a"), third.get("b"), third.get("c")],
@@ -394,7 +454,7 @@ mod tests {
         let mut map = LayeredMap::new();
         for round in 0..50u32 {
             let key = format!("k{round}");
-            map = map.with_changes(changes(&[(&key, round)]), &NEVER);
+            map = map.with_changes(changes(&[(&key, round)]), Vec::new(), &NEVER);
             // Each layer is larger than the one above it: like binary digits, 6 suffice for 50.
             assert!(map.layer_count() <= 6, "{map:?}");
         }
@@ -402,7 +462,7 @@ mod tests {
             max_layers: 2,
             ..NEVER
         };
-        let bounded = map.with_changes(changes(&[("k0", 7)]), &capped);
+        let bounded = map.with_changes(changes(&[("k0", 7)]), Vec::new(), &capped);
         assert!(bounded.layer_count() <= 2, "{bounded:?}");
         assert_eq!(bounded.get("k0"), Some(&7));
         assert_eq!(map.len(), 50);
@@ -410,11 +470,32 @@ mod tests {
         assert_eq!(map.get("k49"), Some(&49));
     }
 
+    #[test]
+    fn removed_keys_are_gone_from_layers_and_from_the_next_base() {
+        let base =
+            LayeredMap::new().with_changes(changes(&[("a", 1), ("b", 1)]), Vec::new(), &EAGER);
+        let layered = base.with_changes(changes(&[("c", 2)]), vec![id("a")], &NEVER);
+        assert_eq!(layered.get("a"), None);
+        assert_eq!(layered.len(), 2);
+        assert_eq!(layered.iter().count(), 2);
+        assert_eq!(base.get("a"), Some(&1), "older versions keep the key");
+        let compacted = layered.with_changes(Vec::new(), vec![id("c")], &EAGER);
+        assert_eq!(compacted.layer_count(), 0);
+        assert_eq!(compacted.len(), 1);
+        assert_eq!(compacted.get("b"), Some(&1));
+        assert_eq!([compacted.get("a"), compacted.get("c")], [None, None]);
+        let back = compacted.with_changes(changes(&[("a", 5)]), Vec::new(), &NEVER);
+        assert_eq!((back.get("a"), back.len()), (Some(&5), 2));
+    }
+
     proptest! {
         #[test]
         fn every_version_reads_like_a_plain_map_of_its_changes(
             rounds in prop::collection::vec(
-                prop::collection::vec((0..40u8, any::<u32>()), 0..12),
+                (
+                    prop::collection::vec((0..40u8, any::<u32>()), 0..12),
+                    prop::collection::vec(0..40u8, 0..4),
+                ),
                 1..30,
             ),
             eager in any::<bool>(),
@@ -423,13 +504,18 @@ mod tests {
             let mut model = BTreeMap::new();
             let mut map = LayeredMap::new();
             let mut versions = Vec::new();
-            for round in rounds {
+            for (round, removals) in rounds {
                 let batch: Vec<_> =
                     round.iter().map(|&(key, value)| (id(&format!("key-{key}")), value)).collect();
                 for &(key, value) in &round {
                     model.insert(format!("key-{key}"), value);
                 }
-                map = map.with_changes(batch, &policy);
+                let gone: Vec<String> =
+                    removals.iter().map(|key| format!("key-{key}")).collect();
+                for key in &gone {
+                    model.remove(key);
+                }
+                map = map.with_changes(batch, gone.iter().map(|key| id(key)).collect(), &policy);
                 versions.push((map.clone(), model.clone()));
             }
             for (map, model) in versions {

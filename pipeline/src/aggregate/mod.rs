@@ -66,7 +66,31 @@
 //! which depends on where the key count falls between two growth steps.
 //! A snapshot costs about 213 bytes per key on top (measured at 1 M keys: the base's
 //! inline [`KeySnapshot`] and its index entry); consecutive snapshots share every
-//! unchanged key. Keys are never evicted.
+//! unchanged key. Keys idle for longer than `idle_key_ttl` are evicted (below), so memory
+//! follows the keys active within that span rather than every key ever seen.
+//!
+//! # Idle keys
+//!
+//! A key whose newest event is older than the watermark minus
+//! [`AggregateOptions::idle_key_ttl`] (default: the longest window plus a day, 48 h with
+//! the default windows) is idle. Its next event starts it again as a new key, and the
+//! snapshot drains evict it from the live state, from the merchant baselines and from the
+//! next snapshot. Both follow event time only: the watermark here is the newest event
+//! time applied so far, in the order events are applied, so the results of the same input
+//! do not depend on batch sizes, on when drains run, or on whether a drain got to a key
+//! before its next event.
+//!
+//! Since the TTL is at least the longest window, an idle key's windows and distinct count
+//! are empty anyway: a key that comes back gets exactly the window values it would have
+//! got without eviction. What it loses is what has no window: first seen, its previous
+//! event time (it reads as new), its last country, its EW amount statistics, and for a
+//! merchant its amount baseline. An event more than `idle_key_ttl` minus the longest
+//! window behind the watermark (a day by default) may meet an idle key's restarted state
+//! where the old one would still have held it in a window.
+//!
+//! Each worker keeps its keys in an idle queue filed by event time; a drain examines at
+//! most a fixed budget plus twice the keys it copied, oldest first, so eviction never costs
+//! more than a small multiple of the drain, whatever the number of keys.
 //!
 //! # Order and parallelism
 //!
@@ -129,6 +153,7 @@
 //! assert_eq!(snapshot.keys.get(EntityKind::Device, "D-1").unwrap().windows.sum(0), 12.5);
 //! ```
 
+mod idle;
 mod layered;
 mod options;
 mod sharded;

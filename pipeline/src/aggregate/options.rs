@@ -38,6 +38,11 @@ pub struct AggregateOptions {
     /// far (`aggregate.max_future_skew`); see [`Aggregator::admit`](super::Aggregator::admit).
     /// Default: 1 h.
     pub max_future_skew: Duration,
+    /// How long a key may go without an event, in event time, before it is forgotten
+    /// (`aggregate.idle_key_ttl`); see "Idle keys" in the module docs. At least the
+    /// longest window (of `windows` and `distinct_window`). `None`: the longest window
+    /// plus a day ([`riskstream_config::IDLE_KEY_MARGIN`]), the configuration's default.
+    pub idle_key_ttl: Option<Duration>,
 }
 
 /// The most workers one aggregator starts; more would only add scheduling overhead since
@@ -55,6 +60,7 @@ impl Default for AggregateOptions {
             amount_ew_alpha: default_amount_ew_alpha(),
             baseline_interval: default_baseline_interval(),
             max_future_skew: default_max_future_skew(),
+            idle_key_ttl: None,
         }
     }
 }
@@ -134,6 +140,10 @@ pub enum AggregateError {
         "aggregate.max_future_skew ({skew:?}) is outside the supported range 1 ms to 10 years; e.g. \"1h\""
     )]
     SkewOutOfRange { skew: Duration },
+    #[error(
+        "aggregate.idle_key_ttl ({ttl:?}) is shorter than the longest window ({longest:?}): a key's state must outlive its windows; raise it or leave it unset"
+    )]
+    IdleTtlTooShort { ttl: Duration, longest: Duration },
     #[error("could not start {workers} aggregate worker threads: {reason}")]
     WorkerPool { workers: usize, reason: String },
 }
@@ -196,12 +206,26 @@ impl AggregateOptions {
                 skew: self.max_future_skew,
             });
         }
+        let longest = riskstream_config::longest_window(&self.windows, self.distinct_window);
+        if let Some(ttl) = self.idle_key_ttl.filter(|ttl| *ttl < longest) {
+            return Err(AggregateError::IdleTtlTooShort { ttl, longest });
+        }
         if !(self.amount_ew_alpha > 0.0 && self.amount_ew_alpha <= 1.0) {
             return Err(AggregateError::AlphaOutOfRange {
                 alpha: self.amount_ew_alpha,
             });
         }
         Ok(())
+    }
+}
+
+impl AggregateOptions {
+    /// The idle-key TTL in effect: the configured one, or the longest window plus
+    /// [`riskstream_config::IDLE_KEY_MARGIN`].
+    pub fn effective_idle_key_ttl(&self) -> Duration {
+        self.idle_key_ttl.unwrap_or_else(|| {
+            riskstream_config::default_idle_key_ttl(&self.windows, self.distinct_window)
+        })
     }
 }
 

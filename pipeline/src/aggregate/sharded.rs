@@ -14,6 +14,7 @@ use riskstream_graph::EntityKind;
 
 use crate::event::Event;
 
+use super::idle::IdleQueue;
 use super::options::{AggregateError, AggregateOptions};
 use super::values::{KeySnapshot, KeyValues};
 use super::window::{ew_step, KeyState, Layout, Update};
@@ -109,19 +110,35 @@ impl EventAggregates {
     }
 }
 
-/// Counters the job exports as metrics. Monotonic, updated once per batch (keys tracked:
-/// once per new key).
+/// Counters the job exports as metrics, updated once per batch (keys: once per new key
+/// and per eviction). All monotonic except the live key counts.
 #[derive(Debug, Default)]
 pub struct AggregatorMetrics {
-    keys_tracked: AtomicU64,
+    keys: [AtomicU64; KIND_COUNT],
+    keys_evicted: [AtomicU64; KIND_COUNT],
     late_events: AtomicU64,
     events_applied: AtomicU64,
 }
 
 impl AggregatorMetrics {
-    /// Distinct keys held in the live state, over all kinds.
+    /// Keys held in the live state, over all kinds.
     pub fn keys_tracked(&self) -> u64 {
-        self.keys_tracked.load(Ordering::Relaxed)
+        ALL_KINDS.iter().map(|kind| self.keys(*kind)).sum()
+    }
+
+    /// Keys of one kind held in the live state.
+    pub fn keys(&self, kind: EntityKind) -> u64 {
+        self.keys[kind_index(kind)].load(Ordering::Relaxed)
+    }
+
+    /// Keys of one kind dropped from the live state after `idle_key_ttl` without an event.
+    pub fn keys_evicted(&self, kind: EntityKind) -> u64 {
+        self.keys_evicted[kind_index(kind)].load(Ordering::Relaxed)
+    }
+
+    /// Keys dropped after `idle_key_ttl` without an event, over all kinds.
+    pub fn keys_evicted_total(&self) -> u64 {
+        ALL_KINDS.iter().map(|kind| self.keys_evicted(*kind)).sum()
     }
 
     /// Events that were late for at least one of their keys.
@@ -153,8 +170,9 @@ pub struct FutureTimestamp {
     pub max_skew: Duration,
 }
 
-/// A key named in a dirty list: changed since the last drain.
-type DirtyKey = (EntityKind, Arc<str>);
+/// A key named in a dirty list (changed since the last drain), the idle queue or an
+/// eviction list.
+pub(crate) type DirtyKey = (EntityKind, Arc<str>);
 
 /// One changed key's values, copied at the drain.
 pub(crate) type ChangedKey = (EntityKind, Arc<str>, KeySnapshot);
@@ -167,6 +185,8 @@ pub struct ChangeSet {
     pub(crate) seq: u64,
     /// One list per worker, each worker's keys in the order they first changed.
     pub(crate) keys: Vec<Vec<ChangedKey>>,
+    /// Keys evicted at this drain, after the changes above: snapshots drop them.
+    pub(crate) evicted: Vec<DirtyKey>,
     pub(crate) global: AmountBaseline,
     pub(crate) global_events: u64,
     pub(crate) windows: Arc<[Duration]>,
@@ -179,9 +199,14 @@ impl ChangeSet {
         self.keys.iter().map(Vec::len).sum()
     }
 
-    /// Whether nothing changed since the previous drain.
+    /// Whether nothing changed since the previous drain (no key changed, none evicted).
     pub fn is_empty(&self) -> bool {
-        self.keys.iter().all(Vec::is_empty)
+        self.keys.iter().all(Vec::is_empty) && self.evicted.is_empty()
+    }
+
+    /// Keys evicted at this drain for having been idle longer than `idle_key_ttl`.
+    pub fn evicted(&self) -> usize {
+        self.evicted.len()
     }
 
     /// Position in the aggregator's sequence of drains, starting at 1; change sets must be
@@ -197,8 +222,12 @@ impl ChangeSet {
 }
 
 /// State only touched between batches, under the batch lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct BatchState {
+    /// The newest event time applied so far, `i64::MIN` before the first: the watermark
+    /// idle keys are measured against. It follows the order events are applied in, not
+    /// batch sizes or wall-clock time, so eviction is the same in every replay.
+    watermark_ms: i64,
     global_mean: f64,
     global_var: f64,
     global_events: u64,
@@ -206,6 +235,24 @@ struct BatchState {
     /// Per merchant: its baseline at the last event-time boundary and its newest one.
     merchant_cuts: ahash::AHashMap<Arc<str>, BaselineCut>,
 }
+
+impl BatchState {
+    fn new() -> BatchState {
+        BatchState {
+            watermark_ms: i64::MIN,
+            global_mean: 0.0,
+            global_var: 0.0,
+            global_events: 0,
+            drains: 0,
+            merchant_cuts: ahash::AHashMap::new(),
+        }
+    }
+}
+
+/// Idle keys a drain examines at least, per worker; it also examines twice as many as it
+/// copied, so eviction keeps up with keys arriving while no pass costs more than a small
+/// multiple of the drain itself, whatever the number of keys held.
+const EVICTION_BUDGET: usize = 1024;
 
 /// One merchant's amount baseline cut at event-time boundaries: `cut` is what events of
 /// interval `epoch` see, `latest` the baseline after the merchant's newest event.
@@ -239,6 +286,11 @@ pub struct Aggregator {
     maps: [scc::HashMap<Arc<str>, KeyState, ahash::RandomState>; KIND_COUNT],
     /// One dirty list per worker; a worker only pushes keys it owns.
     dirty: Vec<Mutex<Vec<DirtyKey>>>,
+    /// One idle queue per worker, holding each of the worker's keys once; only touched by
+    /// drains.
+    idle: Vec<Mutex<IdleQueue>>,
+    /// `idle_key_ttl` in ms.
+    ttl_ms: i64,
     pool: Option<rayon::ThreadPool>,
     batch: Mutex<BatchState>,
     metrics: AggregatorMetrics,
@@ -280,6 +332,8 @@ impl Aggregator {
         } else {
             None
         };
+        let ttl_ms =
+            i64::try_from(options.effective_idle_key_ttl().as_millis()).unwrap_or(i64::MAX);
         let mut configured = [false; KIND_COUNT];
         for kind in &options.kinds {
             configured[kind_index(*kind)] = true;
@@ -292,8 +346,12 @@ impl Aggregator {
             dirty: (0..options.workers)
                 .map(|_| Mutex::new(Vec::new()))
                 .collect(),
+            idle: (0..options.workers)
+                .map(|_| Mutex::new(IdleQueue::new(ttl_ms)))
+                .collect(),
+            ttl_ms,
             pool,
-            batch: Mutex::new(BatchState::default()),
+            batch: Mutex::new(BatchState::new()),
             metrics: AggregatorMetrics::default(),
             watermark_ms: AtomicI64::new(i64::MIN),
             max_skew_ms: i64::try_from(options.max_future_skew.as_millis()).unwrap_or(i64::MAX),
@@ -357,7 +415,9 @@ impl Aggregator {
     /// context (a dedicated thread or `spawn_blocking`), not from an async task.
     pub fn apply_batch(&self, events: &[Event]) -> Vec<EventAggregates> {
         let mut batch = lock(&self.batch);
+        let watermark_ms = batch.watermark_ms;
         for event in events {
+            batch.watermark_ms = batch.watermark_ms.max(event.ts_ms);
             batch.global_events += 1;
             if batch.global_events == 1 {
                 batch.global_mean = event.amount;
@@ -377,18 +437,30 @@ impl Aggregator {
         match &self.pool {
             None => {
                 let mut dirty = lock(&self.dirty[0]);
-                self.run_worker(0, events, &mut dirty, |event, kind, values| {
-                    out[event].set(kind, values);
-                });
+                self.run_worker(
+                    0,
+                    events,
+                    watermark_ms,
+                    &mut dirty,
+                    |event, kind, values| {
+                        out[event].set(kind, values);
+                    },
+                );
             }
             Some(pool) => {
                 let parts = pool.broadcast(|context| {
                     let worker = context.index();
                     let mut part = Vec::with_capacity(events.len() * self.options.kinds.len());
                     let mut dirty = lock(&self.dirty[worker]);
-                    self.run_worker(worker, events, &mut dirty, |event, kind, values| {
-                        part.push((event, kind, values));
-                    });
+                    self.run_worker(
+                        worker,
+                        events,
+                        watermark_ms,
+                        &mut dirty,
+                        |event, kind, values| {
+                            part.push((event, kind, values));
+                        },
+                    );
                     part
                 });
                 for (event, kind, values) in parts.into_iter().flatten() {
@@ -427,7 +499,14 @@ impl Aggregator {
             ) else {
                 continue;
             };
-            if !batch.merchant_cuts.contains_key(id) {
+            // A merchant new to the state, or back after `idle_key_ttl` and started again,
+            // starts its baseline again too, whether or not its old cut was evicted yet.
+            let fresh = values.previous_last_seen_ms.is_none();
+            if let Some(entry) = batch.merchant_cuts.get_mut(id) {
+                if fresh {
+                    *entry = BaselineCut::default();
+                }
+            } else {
                 batch
                     .merchant_cuts
                     .insert(Arc::from(id), BaselineCut::default());
@@ -450,14 +529,19 @@ impl Aggregator {
 
     /// One worker's pass over the batch: applies the updates of the keys it owns, in batch
     /// order, and hands each result to `emit(event index, kind index, values)`.
+    /// `watermark_ms` is the newest event time applied before the batch; each event is
+    /// measured against the newest time up to and including itself.
     fn run_worker(
         &self,
         worker: usize,
         events: &[Event],
+        mut watermark_ms: i64,
         dirty: &mut Vec<DirtyKey>,
         mut emit: impl FnMut(usize, usize, KeyValues),
     ) {
         for (index, event) in events.iter().enumerate() {
+            watermark_ms = watermark_ms.max(event.ts_ms);
+            let idle_before_ms = watermark_ms.saturating_sub(self.ttl_ms);
             let mut update = None;
             for &kind in &self.options.kinds {
                 let Some(id) = key_of(event, kind) else {
@@ -467,7 +551,7 @@ impl Aggregator {
                     continue;
                 }
                 let update = update.get_or_insert_with(|| Update::from_event(&self.layout, event));
-                let values = self.apply_one(kind, id, update, dirty);
+                let values = self.apply_one(kind, id, update, idle_before_ms, dirty);
                 emit(index, kind_index(kind), values);
             }
         }
@@ -481,11 +565,16 @@ impl Aggregator {
         (OWNER_HASHER.hash_one((kind_index(kind) as u8, id)) % workers) as usize
     }
 
+    /// Applies one event to one key. A key whose newest event is older than
+    /// `idle_before_ms` (the watermark minus the TTL) starts again as a new key, exactly as
+    /// if it had been evicted already: whether a drain evicted it in time then makes no
+    /// difference to what the event sees.
     fn apply_one(
         &self,
         kind: EntityKind,
         id: &str,
         update: &Update,
+        idle_before_ms: i64,
         dirty: &mut Vec<DirtyKey>,
     ) -> KeyValues {
         let map = &self.maps[kind_index(kind)];
@@ -497,7 +586,11 @@ impl Aggregator {
         };
         // The common case looks the key up by `&str`, so a known key costs no allocation.
         let existing = map.update_sync(id, |key, state| {
-            let values = state.apply(layout, update);
+            let values = if state.last_seen_ms() < idle_before_ms {
+                state.restart(layout, update)
+            } else {
+                state.apply(layout, update)
+            };
             note_dirty(key, state);
             values
         });
@@ -508,7 +601,12 @@ impl Aggregator {
             scc::hash_map::Entry::Occupied(mut entry) => {
                 // Unreachable while batches are serialised (only this worker inserts its
                 // keys); applying here still keeps the event rather than dropping it.
-                let values = entry.get_mut().apply(layout, update);
+                let state = entry.get_mut();
+                let values = if state.last_seen_ms() < idle_before_ms {
+                    state.restart(layout, update)
+                } else {
+                    state.apply(layout, update)
+                };
                 let key = Arc::clone(entry.key());
                 note_dirty(&key, entry.get_mut());
                 values
@@ -518,7 +616,7 @@ impl Aggregator {
                 let key = Arc::clone(entry.key());
                 note_dirty(&key, &mut state);
                 entry.insert_entry(state);
-                self.metrics.keys_tracked.fetch_add(1, Ordering::Relaxed);
+                self.metrics.keys[kind_index(kind)].fetch_add(1, Ordering::Relaxed);
                 values
             }
         }
@@ -534,23 +632,43 @@ impl Aggregator {
     }
 
     /// Copies the values of every key changed since the previous drain and marks them
-    /// clean.
+    /// clean, then evicts keys idle for longer than `idle_key_ttl` (see "Idle keys" in
+    /// the module docs).
     ///
     /// Runs between batches (it takes the batch lock), so the change set is a consistent
     /// cut: every key as of the end of the same batch. Its cost grows with the keys
     /// changed, not with all keys, and it is the only part of publishing a snapshot that
     /// holds up `apply_batch`; with several workers each copies its own keys in parallel.
+    /// Eviction examines at most [`EVICTION_BUDGET`] keys plus twice the keys copied per
+    /// worker; idle keys beyond that wait for the next drain.
     pub fn drain_changes(&self) -> ChangeSet {
         let started = Instant::now();
         let mut batch = lock(&self.batch);
         batch.drains += 1;
-        let keys = match &self.pool {
-            None => vec![self.drain_worker(0)],
-            Some(pool) => pool.broadcast(|context| self.drain_worker(context.index())),
+        let idle_before_ms = batch.watermark_ms.saturating_sub(self.ttl_ms);
+        let parts = match &self.pool {
+            None => vec![self.drain_worker(0, idle_before_ms)],
+            Some(pool) => {
+                pool.broadcast(|context| self.drain_worker(context.index(), idle_before_ms))
+            }
         };
+        let mut keys = Vec::with_capacity(parts.len());
+        let mut evicted = Vec::new();
+        for (changed, gone) in parts {
+            keys.push(changed);
+            evicted.extend(gone);
+        }
+        for (kind, id) in &evicted {
+            self.metrics.keys[kind_index(*kind)].fetch_sub(1, Ordering::Relaxed);
+            self.metrics.keys_evicted[kind_index(*kind)].fetch_add(1, Ordering::Relaxed);
+            if *kind == EntityKind::Merchant {
+                batch.merchant_cuts.remove(&**id);
+            }
+        }
         ChangeSet {
             seq: batch.drains,
             keys,
+            evicted,
             global: AmountBaseline {
                 mean: batch.global_mean,
                 std: batch.global_var.max(0.0).sqrt(),
@@ -561,20 +679,39 @@ impl Aggregator {
         }
     }
 
-    fn drain_worker(&self, worker: usize) -> Vec<ChangedKey> {
+    /// One worker's share of a drain: copies its changed keys (queueing keys new to the
+    /// idle queue), then evicts its keys whose newest event is older than `idle_before_ms`.
+    fn drain_worker(&self, worker: usize, idle_before_ms: i64) -> (Vec<ChangedKey>, Vec<DirtyKey>) {
         let dirty = std::mem::take(&mut *lock(&self.dirty[worker]));
+        let mut idle = lock(&self.idle[worker]);
         let mut changed = Vec::with_capacity(dirty.len());
         for (kind, id) in dirty {
             let values = self.maps[kind_index(kind)].update_sync(&*id, |_, state| {
                 state.clear_dirty();
-                state.snapshot(&self.layout)
+                (state.snapshot(&self.layout), state.mark_queued())
             });
-            // Keys are never removed, so a dirty key is always found.
-            if let Some(values) = values {
+            // Keys are only removed by drains, after this copy, so a dirty key is found.
+            if let Some((values, unqueued)) = values {
+                if unqueued {
+                    idle.push((kind, Arc::clone(&id)), values.last_seen_ms);
+                }
                 changed.push((kind, id, values));
             }
         }
-        changed
+        let mut evicted = Vec::new();
+        let budget = EVICTION_BUDGET.saturating_add(changed.len().saturating_mul(2));
+        idle.pop_due(idle_before_ms, budget, |(kind, id)| {
+            let map = &self.maps[kind_index(*kind)];
+            if map
+                .remove_if_sync(&**id, |state| state.last_seen_ms() < idle_before_ms)
+                .is_some()
+            {
+                evicted.push((*kind, Arc::clone(id)));
+                return None;
+            }
+            map.read_sync(&**id, |_, state| state.last_seen_ms())
+        });
+        (changed, evicted)
     }
 }
 
@@ -828,6 +965,192 @@ mod tests {
         let changes = aggregator.drain_changes();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes.seq(), 3);
+    }
+
+    const HOUR: i64 = 3_600_000;
+
+    /// A day of traffic, then hours of silence, and so on: keys go idle for longer than
+    /// every window (24 h) and come back, some events slightly out of order.
+    fn idle_and_busy_stream() -> Vec<Event> {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let mut ts = 1_700_000_000_000;
+        let mut events = Vec::new();
+        for i in 0..3_000 {
+            ts += if next(400) == 0 {
+                30 * HOUR
+            } else {
+                next(120_000) as i64
+            };
+            let account = format!("A-{}", next(40));
+            events.push(Event {
+                event_id: format!("e-{i}"),
+                // Up to a minute out of order.
+                ts_ms: ts - next(60_000) as i64,
+                counterparty_id: Some(format!("C-{}", next(30))),
+                merchant_id: Some(format!("M-{}", next(4))),
+                device_id: Some(format!("D-{}", next(12))),
+                ip: Some(format!("10.0.0.{}", next(8))),
+                country: Some(["DE", "FR", "NL"][next(3) as usize].to_string()),
+                ..event(0, &account, None, 1.0 + next(500) as f64)
+            });
+        }
+        events
+    }
+
+    fn with_ttl(ttl: Duration) -> Aggregator {
+        Aggregator::new(AggregateOptions {
+            idle_key_ttl: Some(ttl),
+            workers: 2,
+            ..AggregateOptions::default()
+        })
+        .unwrap()
+    }
+
+    /// Applies the events in batches of `batch`, draining after every `drain_every`
+    /// batches (never when 0).
+    fn run(
+        aggregator: &Aggregator,
+        events: &[Event],
+        batch: usize,
+        drain_every: usize,
+    ) -> Vec<EventAggregates> {
+        let mut out = Vec::new();
+        for (i, chunk) in events.chunks(batch).enumerate() {
+            out.extend(aggregator.apply_batch(chunk));
+            if drain_every > 0 && i % drain_every == 0 {
+                aggregator.drain_changes();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_key_idle_longer_than_every_window_gets_the_same_windows_with_or_without_eviction() {
+        let events = idle_and_busy_stream();
+        let evicting = with_ttl(Duration::from_secs(25 * 3_600));
+        let keeping = with_ttl(Duration::from_secs(u64::MAX));
+        let with = run(&evicting, &events, 16, 1);
+        let without = run(&keeping, &events, 16, 1);
+        assert!(
+            evicting.metrics().keys_evicted_total() > 0,
+            "the stream must make keys idle"
+        );
+        assert_eq!(keeping.metrics().keys_evicted_total(), 0);
+        let mut restarted = 0;
+        for (i, (with, without)) in with.iter().zip(&without).enumerate() {
+            for ((kind, a), (_, b)) in with.iter().zip(without.iter()) {
+                // What eviction may forget; everything with a window must agree.
+                assert_eq!(
+                    (a.windows, a.distinct_counterparties, a.late),
+                    (b.windows, b.distinct_counterparties, b.late),
+                    "event {i}, {kind:?}"
+                );
+                if a.previous_last_seen_ms.is_none() && b.previous_last_seen_ms.is_some() {
+                    restarted += 1;
+                }
+            }
+        }
+        assert!(restarted > 0, "some keys must come back after eviction");
+    }
+
+    #[test]
+    fn results_do_not_depend_on_when_or_whether_drains_evict() {
+        let events = idle_and_busy_stream();
+        let ttl = Duration::from_secs(25 * 3_600);
+        let often = with_ttl(ttl);
+        let never = with_ttl(ttl);
+        let rarely = with_ttl(ttl);
+        let a = run(&often, &events, 7, 1);
+        let b = run(&never, &events, 64, 0);
+        let c = run(&rarely, &events, 1, 500);
+        assert!(often.metrics().keys_evicted_total() > 0);
+        assert_eq!(never.metrics().keys_evicted_total(), 0);
+        assert!(
+            a == b,
+            "draining and evicting must not change any event's aggregates"
+        );
+        assert!(
+            a == c,
+            "batch sizes and drain times must not change any event's aggregates"
+        );
+    }
+
+    #[test]
+    fn an_evicted_key_that_comes_back_is_indistinguishable_from_a_new_key() {
+        let ttl = Duration::from_secs(48 * 3_600);
+        let aggregator = with_ttl(ttl);
+        let t0 = 1_700_000_000_000;
+        let at = |ts: i64, account: &str, amount: f64| Event {
+            merchant_id: Some("M-1".to_string()),
+            counterparty_id: Some("C-1".to_string()),
+            country: Some("DE".to_string()),
+            device_id: Some("D-1".to_string()),
+            ..event(ts, account, None, amount)
+        };
+        // A history for A-1 and M-1, with merchant baselines cut.
+        for i in 0..20 {
+            aggregator.apply_batch(&[at(t0 + i * 10_000, "A-1", 100.0 + i as f64)]);
+        }
+        // Another key keeps the watermark moving past A-1's TTL, then a drain evicts.
+        aggregator.apply_batch(&[event(t0 + 50 * HOUR, "A-2", None, 1.0)]);
+        aggregator.drain_changes();
+        assert_eq!(aggregator.read(EntityKind::Account, "A-1"), None);
+        assert_eq!(aggregator.read(EntityKind::Merchant, "M-1"), None);
+        let back = at(t0 + 51 * HOUR, "A-1", 7.0);
+        let seen = aggregator.apply_batch(std::slice::from_ref(&back));
+        let fresh = with_ttl(ttl).apply_batch(&[back]);
+        assert_eq!(seen, fresh);
+    }
+
+    #[test]
+    fn keys_idle_past_the_ttl_are_evicted_and_the_live_key_count_drops() {
+        let aggregator = with_ttl(Duration::from_secs(48 * 3_600));
+        let t0 = 1_700_000_000_000;
+        let batch: Vec<Event> = (0..3_000)
+            .map(|i| Event {
+                merchant_id: Some(format!("M-{}", i % 10)),
+                ..event(
+                    t0 + i,
+                    &format!("A-{i}"),
+                    Some(&format!("D-{}", i % 100)),
+                    1.0,
+                )
+            })
+            .collect();
+        aggregator.apply_batch(&batch);
+        aggregator.drain_changes();
+        let metrics = aggregator.metrics();
+        assert_eq!(metrics.keys(EntityKind::Account), 3_000);
+        assert_eq!(metrics.keys_tracked(), 3_110);
+        // A day later nothing is idle yet.
+        aggregator.apply_batch(&[event(t0 + 24 * HOUR, "B-1", None, 1.0)]);
+        assert_eq!(aggregator.drain_changes().evicted(), 0);
+        // Past the TTL: each drain evicts a bounded share, until all old keys are gone.
+        aggregator.apply_batch(&[event(t0 + 49 * HOUR, "B-2", None, 1.0)]);
+        let first = aggregator.drain_changes().evicted();
+        assert!(first > 0 && first < 3_110, "one pass is bounded: {first}");
+        let mut drains = 1;
+        while metrics.keys_evicted_total() < 3_110 {
+            assert!(
+                aggregator.drain_changes().evicted() > 0,
+                "every drain makes progress"
+            );
+            drains += 1;
+            assert!(drains < 10);
+        }
+        assert_eq!(metrics.keys_evicted(EntityKind::Account), 3_000);
+        assert_eq!(metrics.keys_evicted(EntityKind::Device), 100);
+        assert_eq!(metrics.keys_evicted(EntityKind::Merchant), 10);
+        assert_eq!(metrics.keys(EntityKind::Account), 2, "B-1 and B-2 are live");
+        assert_eq!(metrics.keys_tracked(), 2);
+        assert_eq!(aggregator.read(EntityKind::Device, "D-5"), None);
+        assert!(aggregator.read(EntityKind::Account, "B-2").is_some());
     }
 
     #[test]

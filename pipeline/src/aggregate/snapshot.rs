@@ -307,19 +307,25 @@ impl Snapshots {
             }
             changed[kind_index(kind)].push((id, values));
         }
-        let mut changed = changed.into_iter();
+        let mut removed: [Vec<SnapshotId>; 4] = std::array::from_fn(|_| Vec::new());
+        for (kind, id) in changes.evicted {
+            removed[kind_index(kind)].push(SnapshotId::new(id));
+        }
+        let removed_merchants = removed[kind_index(EntityKind::Merchant)].clone();
+        let mut changed = changed.into_iter().zip(removed);
         let keys = SnapshotKeys {
             maps: std::array::from_fn(|kind| {
-                let changed = changed
+                let (changed, removed) = changed
                     .next()
                     .expect("one change list per kind, as many as maps");
-                previous.keys.maps[kind].with_changes(changed, &COMPACTION)
+                previous.keys.maps[kind].with_changes(changed, removed, &COMPACTION)
             }),
         };
-        let merchants = previous
-            .baselines
-            .merchants
-            .with_changes(merchant_baselines, &COMPACTION);
+        let merchants = previous.baselines.merchants.with_changes(
+            merchant_baselines,
+            removed_merchants,
+            &COMPACTION,
+        );
         let next = Arc::new(AggregateSnapshot {
             id: previous.id + 1,
             watermark_ms,
@@ -439,7 +445,8 @@ mod tests {
         let long = SnapshotId::new(Arc::from(long_text));
         assert!(matches!(short.0, IdRepr::Inline { .. }));
         assert!(matches!(long.0, IdRepr::Shared(_)));
-        let map = LayeredMap::new().with_changes(vec![(short, 1u32), (long, 2)], &COMPACTION);
+        let map =
+            LayeredMap::new().with_changes(vec![(short, 1u32), (long, 2)], Vec::new(), &COMPACTION);
         assert_eq!(map.get("A-1"), Some(&1));
         assert_eq!(map.get(long_text), Some(&2));
         assert_eq!(map.get("A-2"), None);

@@ -138,10 +138,12 @@ const FIRST_SEEN: usize = 0;
 const LAST_SEEN: usize = 1;
 const EW_MEAN: usize = 2;
 const EW_VAR: usize = 3;
-/// Low 16 bits: the last country ([`CountryCode::to_bits`], 0 for none); bit 16: dirty.
+/// Low 16 bits: the last country ([`CountryCode::to_bits`], 0 for none); bit 16: dirty;
+/// bit 17: queued for the idle-key check.
 const FLAGS: usize = 4;
 const HEADER_WORDS: usize = 5;
 const DIRTY_BIT: u64 = 1 << 16;
+const QUEUED_BIT: u64 = 1 << 17;
 const COUNTRY_MASK: u64 = 0xffff;
 /// Words of packed `u32` counts per window.
 const COUNT_WORDS: usize = WINDOW_BUCKETS / 2;
@@ -316,6 +318,23 @@ impl KeyState {
         let mut state = KeyState {
             words: vec![0; layout.words].into_boxed_slice(),
         };
+        let values = state.start(layout, update);
+        (state, values)
+    }
+
+    /// Forgets everything about the key and starts it again from `update`, exactly as
+    /// [`new`](Self::new) would: what an idle key's next event sees (see "Idle keys" in
+    /// the module docs). Only the bookkeeping flags (dirty, queued) survive.
+    pub(crate) fn restart(&mut self, layout: &Layout, update: &Update) -> KeyValues {
+        let flags = self.words[FLAGS] & (DIRTY_BIT | QUEUED_BIT);
+        self.words.fill(0);
+        self.words[FLAGS] = flags;
+        self.start(layout, update)
+    }
+
+    /// Fills an all-zero state from the key's first event.
+    fn start(&mut self, layout: &Layout, update: &Update) -> KeyValues {
+        let state = self;
         state.set_i64(FIRST_SEEN, update.ts_ms);
         state.set_i64(LAST_SEEN, update.ts_ms);
         state.set_f64(EW_MEAN, update.amount);
@@ -324,8 +343,12 @@ impl KeyState {
         if let Some(country) = update.country {
             state.set_country(country);
         }
-        let values = state.values(layout, None, None, false);
-        (state, values)
+        state.values(layout, None, None, false)
+    }
+
+    /// The key's newest event time.
+    pub(crate) fn last_seen_ms(&self) -> i64 {
+        self.i64_at(LAST_SEEN)
     }
 
     /// Applies one more event of this key (in arrival order); returns what it sees.
@@ -381,6 +404,14 @@ impl KeyState {
         let was_clean = self.words[FLAGS] & DIRTY_BIT == 0;
         self.words[FLAGS] |= DIRTY_BIT;
         was_clean
+    }
+
+    /// Marks the key as having an entry in the idle-key queue; `true` if it had none, i.e.
+    /// the caller must queue it.
+    pub(crate) fn mark_queued(&mut self) -> bool {
+        let was_unqueued = self.words[FLAGS] & QUEUED_BIT == 0;
+        self.words[FLAGS] |= QUEUED_BIT;
+        was_unqueued
     }
 
     /// Called when a snapshot drain has copied this key.

@@ -259,6 +259,7 @@ pub fn aggregate_options(config: &Config) -> AggregateOptions {
         workers: config.pipeline.effective_workers(),
         baseline_interval: config.snapshot.interval,
         max_future_skew: config.aggregate.max_future_skew,
+        idle_key_ttl: Some(config.aggregate.idle_key_ttl),
         ..AggregateOptions::default()
     }
 }

@@ -390,6 +390,9 @@ impl Job {
         metrics
             .late_events
             .store(engine.aggregator.metrics().late_events(), Relaxed);
+        metrics
+            .keys_evicted
+            .store(engine.aggregator.metrics().keys_evicted_total(), Relaxed);
         Ok(summary::summarize(
             &metrics,
             summary::Measured {

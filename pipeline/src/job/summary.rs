@@ -18,6 +18,8 @@ pub struct RunSummary {
     pub dead_letters_by_kind: Vec<(String, u64)>,
     pub decisions: Decisions,
     pub late_events: u64,
+    /// Keys dropped after `aggregate.idle_key_ttl` without an event.
+    pub keys_evicted: u64,
     pub snapshots: u64,
     pub graph_unavailable: u64,
     /// Time each micro-batch waited for graph answers (bounded by graph.batch_deadline).
@@ -138,6 +140,7 @@ pub(super) fn summarize(metrics: &Metrics, measured: Measured<'_>) -> RunSummary
             block: Metrics::get(&metrics.decisions[2]),
         },
         late_events: Metrics::get(&metrics.late_events),
+        keys_evicted: Metrics::get(&metrics.keys_evicted),
         snapshots: Metrics::get(&metrics.snapshots),
         graph_unavailable: Metrics::get(&metrics.graph_unavailable),
         graph_wait_ms: Latency::of_micros(measured.graph_waits),

@@ -175,8 +175,9 @@ impl Observer {
     }
 
     /// Makes the job's aggregate state visible: `/snapshot/{kind}/{id}`,
-    /// `riskstream_snapshot_id`, `riskstream_keys_tracked{kind}` and the live late-event
-    /// count. Only the first call counts (one job, one aggregator).
+    /// `riskstream_snapshot_id`, `riskstream_keys_tracked{kind}`, the live key and
+    /// eviction counts (`riskstream_keys{kind}`, `riskstream_keys_evicted_total{kind}`) and
+    /// the live late-event count. Only the first call counts (one job, one aggregator).
     pub fn attach_aggregates(&self, view: Arc<dyn AggregateView>) {
         let _ = self.values.aggregates.set(view);
     }

@@ -35,6 +35,8 @@ pub const NAMES: &[&str] = &[
     "riskstream_snapshot_id",
     "riskstream_snapshot_age_seconds",
     "riskstream_keys_tracked",
+    "riskstream_keys",
+    "riskstream_keys_evicted_total",
     "riskstream_model_info",
     "riskstream_ready",
     "riskstream_producer_queue_messages",
@@ -334,6 +336,28 @@ impl Collector for Scrape {
                     let labels = [("kind", kind.as_str())];
                     let keys = snapshot.keys.of_kind(*kind).len() as u64;
                     ConstGauge::new(keys).encode(family.encode_family(&labels)?)?;
+                }
+                let live = view.aggregator().metrics();
+                let mut family = enc.encode_descriptor(
+                    "keys",
+                    "Keys in the live aggregate state, by entity kind.",
+                    None,
+                    MetricType::Gauge,
+                )?;
+                for kind in &view.aggregator().options().kinds {
+                    let labels = [("kind", kind.as_str())];
+                    ConstGauge::new(live.keys(*kind)).encode(family.encode_family(&labels)?)?;
+                }
+                let mut family = enc.encode_descriptor(
+                    "keys_evicted",
+                    "Keys dropped from the aggregate state after aggregate.idle_key_ttl without an event, by entity kind.",
+                    None,
+                    MetricType::Counter,
+                )?;
+                for kind in &view.aggregator().options().kinds {
+                    let labels = [("kind", kind.as_str())];
+                    ConstCounter::new(live.keys_evicted(*kind))
+                        .encode(family.encode_family(&labels)?)?;
                 }
             }
             None => gauge(

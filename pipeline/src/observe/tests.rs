@@ -228,6 +228,12 @@ async fn metrics_show_the_jobs_counters_under_their_prometheus_names() {
     assert_eq!(sample(m, "riskstream_keys_tracked{kind=\"account\"}"), 2.0);
     assert_eq!(sample(m, "riskstream_keys_tracked{kind=\"device\"}"), 1.0);
     assert_eq!(sample(m, "riskstream_keys_tracked{kind=\"merchant\"}"), 1.0);
+    assert_eq!(sample(m, "riskstream_keys{kind=\"account\"}"), 2.0);
+    assert_eq!(sample(m, "riskstream_keys{kind=\"merchant\"}"), 1.0);
+    assert_eq!(
+        sample(m, "riskstream_keys_evicted_total{kind=\"account\"}"),
+        0.0
+    );
     assert!(!m.contains("kind=\"ip\""), "ip is not aggregated:\n{m}");
     assert_eq!(
         sample(m, "riskstream_model_info{version=\"riskstream-v2\"}"),
