@@ -65,7 +65,7 @@ pub use kafka::{is_secret_property, AutoOffsetReset, KafkaConfig};
 pub use log::{LogConfig, LogFormat};
 pub use model::{ModelConfig, ModelDevice, FROM_METADATA};
 pub use pipeline::{PipelineConfig, MAX_BATCH_SIZE, MAX_CHANNEL_CAPACITY, MAX_WORKERS};
-pub use redact::redacted_uri;
+pub use redact::{redacted_uri, MIN_SCRUBBED_LEN};
 pub use secret::{Secret, REDACTED};
 pub use sink::{DeadLetterConfig, SinkConfig, SinkKind};
 pub use snapshot::SnapshotConfig;
@@ -79,7 +79,7 @@ use read::{KeyPath, Report, Section};
 
 /// The whole configuration of a riskstream process, one field per TOML section.
 /// `Config::default()` is complete and valid: the embedded default run.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Clone, PartialEq, Default)]
 pub struct Config {
     /// `[source]`: where events come from.
     pub source: SourceConfig,
@@ -153,11 +153,25 @@ impl Config {
     /// The effective configuration as TOML, every key present, secrets replaced by `"***"`.
     /// It loads back as the same configuration, apart from the secrets. Thresholds taken
     /// from the model metadata print as `"metadata"`.
+    ///
+    /// Secrets are hidden by name (the key says it is a secret) and by value: a secret of
+    /// at least [`MIN_SCRUBBED_LEN`] characters is `***` wherever it stands, also as
+    /// the value or the name of an ordinary key. A value that holds one then loads back as
+    /// a different value.
     pub fn to_redacted_toml(&self) -> String {
         let mut out =
             String::from("# Effective riskstream configuration. Secrets are shown as \"***\".\n\n");
         out.push_str(&self.document(true).render());
-        out
+        self.scrub_long_secrets(&out)
+    }
+
+    /// `text` with every configured secret of at least [`MIN_SCRUBBED_LEN`]
+    /// characters replaced: shorter ones would also hit ordinary numbers and names.
+    fn scrub_long_secrets(&self, text: &str) -> String {
+        let mut secrets = self.graph.secret_values();
+        secrets.extend(self.kafka.secret_values());
+        secrets.retain(|s| s.chars().count() >= redact::MIN_SCRUBBED_LEN);
+        redact::scrub_quoted(text, secrets)
     }
 
     /// `text` with every configured secret value replaced by `***`: `graph.password`, the
@@ -223,6 +237,38 @@ impl Config {
         self.graph.check(r);
         self.model.check(r);
         self.kafka.check(r);
+    }
+}
+
+/// Like a derived `Debug`, with secrets hidden by name (their types) and by value, as in
+/// [`Config::to_redacted_toml`].
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Fields<'a>(&'a Config);
+        impl std::fmt::Debug for Fields<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let c = self.0;
+                f.debug_struct("Config")
+                    .field("source", &c.source)
+                    .field("sink", &c.sink)
+                    .field("dead_letter", &c.dead_letter)
+                    .field("pipeline", &c.pipeline)
+                    .field("aggregate", &c.aggregate)
+                    .field("snapshot", &c.snapshot)
+                    .field("graph", &c.graph)
+                    .field("model", &c.model)
+                    .field("kafka", &c.kafka)
+                    .field("admin", &c.admin)
+                    .field("log", &c.log)
+                    .finish()
+            }
+        }
+        let text = if f.alternate() {
+            format!("{:#?}", Fields(self))
+        } else {
+            format!("{:?}", Fields(self))
+        };
+        f.write_str(&self.scrub_long_secrets(&text))
     }
 }
 

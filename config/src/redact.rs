@@ -76,6 +76,25 @@ pub(crate) fn embedded_secrets(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// Secrets shorter than this are hidden by name only in printed configurations: a secret
+/// of one to three characters would also be cut out of numbers, names and keywords.
+pub const MIN_SCRUBBED_LEN: usize = 4;
+
+/// Like [`scrub`], for text that quotes values as TOML or `Debug` strings do: a secret is
+/// also found in its escaped form (a `"` or `\\` in it written `\\"`, `\\\\`).
+pub(crate) fn scrub_quoted(text: &str, secrets: Vec<String>) -> String {
+    let mut all = Vec::with_capacity(secrets.len() * 2);
+    for secret in secrets {
+        let escaped: String = format!("{secret:?}");
+        let escaped = escaped[1..escaped.len() - 1].to_owned();
+        if escaped != secret {
+            all.push(escaped);
+        }
+        all.push(secret);
+    }
+    scrub(text, all)
+}
+
 /// `text` with every occurrence of every non-empty value in `secrets` replaced by `***`,
 /// longest first so that a secret containing another is replaced whole.
 pub(crate) fn scrub(text: &str, mut secrets: Vec<String>) -> String {

@@ -764,6 +764,58 @@ fn secrets_are_redacted_in_the_printed_toml() {
 }
 
 #[test]
+fn a_secret_value_is_hidden_also_where_an_ordinary_key_holds_it() {
+    let config = Config::from_toml_str(
+        r#"
+[graph]
+user = "S3cr3t-value"
+password = "S3cr3t-value"
+
+[kafka.properties]
+"sasl.password" = "kafka-S3cr3t"
+"client.id" = "kafka-S3cr3t"
+"x-kafka-S3cr3t" = "odd name"
+"#,
+    )
+    .unwrap();
+    let printed = config.to_redacted_toml();
+    let debug = format!("{config:?}");
+    let pretty = format!("{config:#?}");
+    for text in [&printed, &debug, &pretty] {
+        for secret in ["S3cr3t-value", "kafka-S3cr3t"] {
+            assert!(!text.contains(secret), "`{secret}` leaked:\n{text}");
+        }
+    }
+    assert!(printed.contains("\"client.id\" = \"***\""), "{printed}");
+    assert!(printed.contains("user = \"***\""), "{printed}");
+}
+
+#[test]
+fn a_secret_with_quotes_is_hidden_in_its_escaped_form_too() {
+    let mut config = Config::default();
+    config.graph.password = Secret::new("pa\"ss\\word".to_owned());
+    config.graph.user = "pa\"ss\\word".to_owned();
+    let printed = config.to_redacted_toml();
+    let debug = format!("{config:?}");
+    for text in [&printed, &debug] {
+        assert!(!text.contains("pa\\\"ss"), "leaked:\n{text}");
+        assert!(!text.contains("pa\"ss"), "leaked:\n{text}");
+    }
+}
+
+#[test]
+fn a_secret_of_fewer_than_four_characters_is_hidden_by_name_only() {
+    let mut config = Config::default();
+    config.graph.password = Secret::new("5".to_owned());
+    let printed = config.to_redacted_toml();
+    assert!(printed.contains("password = \"***\""), "{printed}");
+    // Numbers holding the digit are left alone, so the printed file still loads.
+    let mut back = Config::from_toml_str(&printed).unwrap();
+    back.graph.password = config.graph.password.clone();
+    assert_eq!(back, config);
+}
+
+#[test]
 fn secrets_are_redacted_in_debug_output() {
     let config = config_with_secrets();
     let debug = format!("{config:?}");
