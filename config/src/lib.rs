@@ -156,8 +156,9 @@ impl Config {
     ///
     /// Secrets are hidden by name (the key says it is a secret) and by value: a secret of
     /// at least [`MIN_SCRUBBED_LEN`] characters is `***` wherever it stands, also as
-    /// the value or the name of an ordinary key. A value that holds one then loads back as
-    /// a different value.
+    /// the value or the name of an ordinary key (a string that holds one then loads back as
+    /// a different string). A secret that reads as a number or a boolean (`true`, `1048576`)
+    /// is hidden by name only, so that the printed file still loads.
     pub fn to_redacted_toml(&self) -> String {
         let mut out =
             String::from("# Effective riskstream configuration. Secrets are shown as \"***\".\n\n");
@@ -165,12 +166,12 @@ impl Config {
         self.scrub_long_secrets(&out)
     }
 
-    /// `text` with every configured secret of at least [`MIN_SCRUBBED_LEN`]
-    /// characters replaced: shorter ones would also hit ordinary numbers and names.
+    /// `text` with every configured secret that is scrubbed by value replaced (see
+    /// [`Config::to_redacted_toml`]).
     fn scrub_long_secrets(&self, text: &str) -> String {
         let mut secrets = self.graph.secret_values();
         secrets.extend(self.kafka.secret_values());
-        secrets.retain(|s| s.chars().count() >= redact::MIN_SCRUBBED_LEN);
+        secrets.retain(|s| redact::is_scrubbed_by_value(s));
         redact::scrub_quoted(text, secrets)
     }
 

@@ -80,6 +80,16 @@ pub(crate) fn embedded_secrets(value: &str) -> Vec<String> {
 /// of one to three characters would also be cut out of numbers, names and keywords.
 pub const MIN_SCRUBBED_LEN: usize = 4;
 
+/// Whether a printed configuration hides `secret` wherever it stands: when it has at least
+/// [`MIN_SCRUBBED_LEN`] characters and is not a number or a boolean, which ordinary keys
+/// print bare (cutting them out would leave a file that does not load).
+pub(crate) fn is_scrubbed_by_value(secret: &str) -> bool {
+    secret.chars().count() >= MIN_SCRUBBED_LEN
+        && secret.parse::<bool>().is_err()
+        && secret.parse::<f64>().is_err()
+        && secret.replace('_', "").parse::<i64>().is_err()
+}
+
 /// Like [`scrub`], for text that quotes values as TOML or `Debug` strings do: a secret is
 /// also found in its escaped form (a `"` or `\\` in it written `\\"`, `\\\\`).
 pub(crate) fn scrub_quoted(text: &str, secrets: Vec<String>) -> String {

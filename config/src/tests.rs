@@ -804,15 +804,17 @@ fn a_secret_with_quotes_is_hidden_in_its_escaped_form_too() {
 }
 
 #[test]
-fn a_secret_of_fewer_than_four_characters_is_hidden_by_name_only() {
-    let mut config = Config::default();
-    config.graph.password = Secret::new("5".to_owned());
-    let printed = config.to_redacted_toml();
-    assert!(printed.contains("password = \"***\""), "{printed}");
-    // Numbers holding the digit are left alone, so the printed file still loads.
-    let mut back = Config::from_toml_str(&printed).unwrap();
-    back.graph.password = config.graph.password.clone();
-    assert_eq!(back, config);
+fn a_short_numeric_or_boolean_secret_is_hidden_by_name_only_and_the_file_still_loads() {
+    // Cut out of every number, `true` and name, these would leave a file that does not load.
+    for secret in ["5", "true", "1048576", "0.02"] {
+        let mut config = Config::default();
+        config.graph.password = Secret::new(secret.to_owned());
+        let printed = config.to_redacted_toml();
+        assert!(printed.contains("password = \"***\""), "{printed}");
+        let mut back = Config::from_toml_str(&printed).unwrap();
+        back.graph.password = config.graph.password.clone();
+        assert_eq!(back, config, "{secret}");
+    }
 }
 
 #[test]
