@@ -157,8 +157,9 @@ impl Config {
     /// Secrets are hidden by name (the key says it is a secret) and by value: a secret of
     /// at least [`MIN_SCRUBBED_LEN`] characters is `***` wherever it stands, also as
     /// the value or the name of an ordinary key (a string that holds one then loads back as
-    /// a different string). A secret that reads as a number or a boolean (`true`, `1048576`)
-    /// is hidden by name only, so that the printed file still loads.
+    /// a different string). A shorter one, or one that reads as a number or a boolean
+    /// (`true`, `1048576`), is hidden where it is a whole quoted string, not inside other
+    /// values or as a bare number, so that the printed file still loads.
     pub fn to_redacted_toml(&self) -> String {
         let mut out =
             String::from("# Effective riskstream configuration. Secrets are shown as \"***\".\n\n");
@@ -171,8 +172,11 @@ impl Config {
     fn scrub_long_secrets(&self, text: &str) -> String {
         let mut secrets = self.graph.secret_values();
         secrets.extend(self.kafka.secret_values());
-        secrets.retain(|s| redact::is_scrubbed_by_value(s));
-        redact::scrub_quoted(text, secrets)
+        let (anywhere, whole): (Vec<_>, Vec<_>) = secrets
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .partition(|s| redact::is_scrubbed_by_value(s));
+        redact::scrub_whole_strings(&redact::scrub_quoted(text, anywhere), &whole)
     }
 
     /// `text` with every configured secret value replaced by `***`: `graph.password`, the

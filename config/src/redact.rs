@@ -90,6 +90,19 @@ pub(crate) fn is_scrubbed_by_value(secret: &str) -> bool {
         && secret.replace('_', "").parse::<i64>().is_err()
 }
 
+/// `text` with every quoted string that is exactly one of `secrets` (`"1234"`) replaced by
+/// `"***"`: for secrets too short or too number-like to cut out of other text.
+pub(crate) fn scrub_whole_strings(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        let quoted = format!("{secret:?}");
+        if out.contains(quoted.as_str()) {
+            out = out.replace(quoted.as_str(), "\"***\"");
+        }
+    }
+    out
+}
+
 /// Like [`scrub`], for text that quotes values as TOML or `Debug` strings do: a secret is
 /// also found in its escaped form (a `"` or `\\` in it written `\\"`, `\\\\`).
 pub(crate) fn scrub_quoted(text: &str, secrets: Vec<String>) -> String {

@@ -818,6 +818,22 @@ fn a_short_numeric_or_boolean_secret_is_hidden_by_name_only_and_the_file_still_l
 }
 
 #[test]
+fn a_numeric_secret_is_hidden_where_an_ordinary_key_holds_it_as_a_string() {
+    let config = Config::from_toml_str(
+        r#"
+[kafka.properties]
+"ssl.key.password" = "987656052175"
+"client.id" = "987656052175"
+"#,
+    )
+    .unwrap();
+    let printed = config.to_redacted_toml();
+    assert!(!printed.contains("987656052175"), "{printed}");
+    assert!(printed.contains("\"client.id\" = \"***\""), "{printed}");
+    Config::from_toml_str(&printed).unwrap();
+}
+
+#[test]
 fn secrets_are_redacted_in_debug_output() {
     let config = config_with_secrets();
     let debug = format!("{config:?}");
