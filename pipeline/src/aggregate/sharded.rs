@@ -729,17 +729,8 @@ mod tests {
 
     fn event(ts_ms: i64, account: &str, device: Option<&str>, amount: f64) -> Event {
         Event {
-            event_id: format!("e-{ts_ms}"),
-            ts_ms,
-            account_id: account.to_string(),
-            counterparty_id: None,
-            merchant_id: None,
             device_id: device.map(str::to_string),
-            ip: None,
-            amount,
-            currency: None,
-            channel: None,
-            country: None,
+            ..Event::bare(&format!("e-{ts_ms}"), ts_ms, account, amount)
         }
     }
 

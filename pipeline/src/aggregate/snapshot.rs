@@ -368,17 +368,8 @@ mod tests {
 
     fn event(ts_ms: i64, account: &str, merchant: Option<&str>, amount: f64) -> Event {
         Event {
-            event_id: format!("e-{ts_ms}"),
-            ts_ms,
-            account_id: account.to_string(),
-            counterparty_id: None,
             merchant_id: merchant.map(str::to_string),
-            device_id: None,
-            ip: None,
-            amount,
-            currency: None,
-            channel: None,
-            country: None,
+            ..Event::bare(&format!("e-{ts_ms}"), ts_ms, account, amount)
         }
     }
 
