@@ -328,26 +328,47 @@ fn a_model_copied_into_the_watched_directory_takes_over_mid_stream_without_losin
     assert_eq!(summary["inputs"], summary["results"]);
 }
 
-#[test]
-fn a_corrupt_model_is_rejected_while_the_old_one_keeps_serving_and_sighup_reloads() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+/// A job on a copy of the shipped model with polling off, so that only SIGHUP reloads
+/// (the configuration's block threshold is re-read on SIGHUP too).
+struct SighupJob {
+    events: Vec<String>,
+    model: PathBuf,
+    config: PathBuf,
+    job: Job,
+}
+
+fn sighup_job(dir: &Path) -> SighupJob {
+    let data = dir.join("data");
     let events = dataset(&data, 30 * CHUNK);
-    let model = tmp.path().join("model");
+    let model = dir.join("model");
     copy_model(&repo_root().join("models/riskstream-v1"), &model);
-    // Polling off: only SIGHUP reloads. The configuration's block threshold is re-read on
-    // SIGHUP too.
-    let config = tmp.path().join("riskstream.toml");
+    let config = dir.join("riskstream.toml");
     std::fs::write(&config, "[model]\nreload_interval = \"0s\"\n").unwrap();
     let config_arg = config.to_str().unwrap().to_owned();
-
-    let mut job = Job::start(
-        tmp.path(),
+    let job = Job::start(
+        dir,
         &model,
         &data.join("graph.jsonl"),
         &["--config", &config_arg],
         &[],
     );
+    SighupJob {
+        events,
+        model,
+        config,
+        job,
+    }
+}
+
+#[test]
+fn a_corrupt_model_is_rejected_while_the_old_one_keeps_serving_and_sighup_reloads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let SighupJob {
+        events,
+        model,
+        config,
+        mut job,
+    } = sighup_job(tmp.path());
     let part = 10 * CHUNK;
     job.write(&events[..part]);
     job.wait_for_results(part);
@@ -433,20 +454,12 @@ fn set_tensor(dir: &Path, name: &str, value: impl Fn(usize) -> f32) {
 #[test]
 fn degenerate_models_are_refused_at_hot_swap_and_the_old_model_keeps_scoring() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let events = dataset(&data, 30 * CHUNK);
-    let model = tmp.path().join("model");
-    copy_model(&repo_root().join("models/riskstream-v1"), &model);
-    let config = tmp.path().join("riskstream.toml");
-    std::fs::write(&config, "[model]\nreload_interval = \"0s\"\n").unwrap();
-    let config_arg = config.to_str().unwrap().to_owned();
-    let mut job = Job::start(
-        tmp.path(),
-        &model,
-        &data.join("graph.jsonl"),
-        &["--config", &config_arg],
-        &[],
-    );
+    let SighupJob {
+        events,
+        model,
+        config: _,
+        mut job,
+    } = sighup_job(tmp.path());
     let part = 10 * CHUNK;
     job.write(&events[..part]);
     job.wait_for_results(part);
