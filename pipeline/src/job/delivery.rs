@@ -6,7 +6,10 @@
 //! The order is the job's at-least-once guarantee: an input is acknowledged (its Kafka
 //! offset stored for commit) only after its result or dead letter, and those of every
 //! input read before it, are delivered. A failed delivery stops the job before anything
-//! after it is acknowledged.
+//! after it is acknowledged. A result the results topic refuses for the message itself
+//! (too large, an invalid record) is not a failed delivery but the event's problem: the
+//! event becomes a dead letter of kind `result_undeliverable`, sent with its batch, and
+//! the batch is acknowledged only once that dead letter is delivered.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -19,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 use riskstream_config::Config;
 
 use super::BuildError;
-use crate::dead_letter::SourceRef;
-use crate::engine::{Engine, Scored, REASONS};
-use crate::observe::events::{Emit, ResultsDelivered, StageTimed};
+use crate::dead_letter::{DeadLetter, SourceRef, RESULT_UNDELIVERABLE};
+use crate::engine::{DeadRecord, Engine, Scored, REASONS};
+use crate::observe::events::{DeadLettered, Emit, ResultsDelivered, StageTimed};
 use crate::observe::{Observer, Stage};
 use crate::result::{readable_reasons, Reason};
 use crate::sink::kafka::{BatchDelivery, DeadLetterHeaders, KafkaSink, KafkaSinkError};
@@ -97,6 +100,8 @@ pub(super) struct Outputs {
     dead: Out,
     /// The producer, when either output is a Kafka topic.
     kafka: Option<Arc<KafkaSink>>,
+    /// Counts the dead letters of results the producer refused.
+    observer: Arc<Observer>,
     /// The results file or topic, for logs and the summary.
     pub results_target: String,
     pub dead_letter_target: String,
@@ -107,6 +112,8 @@ struct InDelivery {
     scored: Scored,
     /// The batch's Kafka delivery reports; `None` when everything went to files.
     pending: Option<Arc<BatchDelivery>>,
+    /// Events whose result became a dead letter instead ([`Sent::undeliverable`]).
+    undeliverable: Vec<usize>,
     /// When the batch was handed to the sinks: the deliver stage's time starts here.
     sent: Instant,
 }
@@ -147,6 +154,7 @@ impl Outputs {
             results,
             dead,
             kafka,
+            observer: observer.clone(),
             results_target,
             dead_letter_target,
         })
@@ -154,14 +162,21 @@ impl Outputs {
 
     /// Hands one batch to the sinks: file sinks are written and flushed now (delivered);
     /// Kafka sends are queued and returned for the delivery task to wait on.
+    ///
+    /// A result the results topic refuses for itself ([`KafkaSinkError::is_per_message`])
+    /// becomes a dead letter of kind [`RESULT_UNDELIVERABLE`] with the event's original
+    /// bytes and the producer's error, sent with the batch's other dead letters; its index
+    /// is returned so that it is not counted as a delivered result. The batch is
+    /// acknowledged only when all of them are delivered, as any other batch.
     async fn send(
         &mut self,
         scored: &Scored,
         lines: &[u8],
         ends: &[usize],
-    ) -> Result<Option<Arc<BatchDelivery>>, DeliveryError> {
+    ) -> Result<Sent, DeliveryError> {
         let decoded = &scored.enriched.decoded;
         let pending = self.kafka.as_ref().map(|_| BatchDelivery::new());
+        let mut undeliverable = Vec::new();
         match (&mut self.results, &self.kafka, &pending) {
             (Out::Lines(sink), _, _) => {
                 sink.write_lines(lines)?;
@@ -169,10 +184,17 @@ impl Outputs {
             }
             (Out::Kafka, Some(kafka), Some(batch)) => {
                 let mut start = 0;
-                for (event, &end) in decoded.events.iter().zip(ends) {
-                    kafka
+                for (i, (event, &end)) in decoded.events.iter().zip(ends).enumerate() {
+                    let sent = kafka
                         .send_result(batch, &event.account_id, &lines[start..end], event.ts_ms)
-                        .await?;
+                        .await;
+                    match sent {
+                        Ok(()) => {}
+                        Err(err) if err.is_per_message() => {
+                            undeliverable.push(self.result_undeliverable(scored, i, &err));
+                        }
+                        Err(err) => return Err(err.into()),
+                    }
                     // Skip the newline that separates lines in files.
                     start = end + 1;
                 }
@@ -181,13 +203,36 @@ impl Outputs {
         }
         match (&mut self.dead, &self.kafka, &pending) {
             (Out::Lines(sink), _, _) => {
-                if !decoded.dead_letters.is_empty() {
+                let mut extra = Vec::new();
+                for dead in undeliverable.iter().map(|u| &u.dead) {
+                    let record = &decoded.raw.records[dead.record as usize];
+                    let bytes = decoded.raw.payload(record);
+                    let position = decoded.raw.position(record);
+                    let letter = DeadLetter::with_reason(
+                        dead.kind,
+                        dead.reason.clone(),
+                        bytes,
+                        bytes.len(),
+                        &position,
+                        dead.received_at.clone(),
+                    );
+                    // Serialising plain strings and numbers into a Vec cannot fail.
+                    if serde_json::to_writer(&mut extra, &letter).is_ok() {
+                        extra.push(b'\n');
+                    }
+                }
+                if !decoded.dead_letters.is_empty() || !extra.is_empty() {
                     sink.write_lines(&decoded.dead_letters)?;
+                    sink.write_lines(&extra)?;
                     sink.flush()?;
                 }
             }
             (Out::Kafka, Some(kafka), Some(batch)) => {
-                for dead in &decoded.dead {
+                for dead in decoded
+                    .dead
+                    .iter()
+                    .chain(undeliverable.iter().map(|u| &u.dead))
+                {
                     let record = &decoded.raw.records[dead.record as usize];
                     let headers = DeadLetterHeaders {
                         kind: dead.kind,
@@ -205,8 +250,61 @@ impl Outputs {
             }
             (Out::Kafka, _, _) => unreachable!("a Kafka output always has a producer and a batch"),
         }
-        Ok(pending)
+        Ok(Sent {
+            pending,
+            undeliverable: undeliverable.iter().map(|d| d.event).collect(),
+        })
     }
+
+    /// The dead letter of event `i` of the batch, whose result the producer refused.
+    fn result_undeliverable(
+        &self,
+        scored: &Scored,
+        i: usize,
+        err: &KafkaSinkError,
+    ) -> Undeliverable {
+        let decoded = &scored.enriched.decoded;
+        let record = decoded.records[i];
+        let raw = &decoded.raw.records[record as usize];
+        let reason = format!("the result could not be written: {err}");
+        tracing::warn!(
+            source.topic = %decoded.raw.topic,
+            source.partition = raw.partition,
+            source.offset = raw.offset,
+            event_id = %decoded.events[i].event_id,
+            error = %err,
+            "result refused by the results topic; the event becomes a dead letter"
+        );
+        DeadLettered {
+            kind: RESULT_UNDELIVERABLE,
+            reason: &reason,
+        }
+        .emit(&self.observer);
+        Undeliverable {
+            event: i,
+            dead: DeadRecord {
+                record,
+                kind: RESULT_UNDELIVERABLE,
+                reason,
+                received_at: scored.processed_at.clone(),
+            },
+        }
+    }
+}
+
+/// What [`Outputs::send`] handed to the sinks.
+struct Sent {
+    /// The batch's Kafka delivery reports; `None` when everything went to files.
+    pending: Option<Arc<BatchDelivery>>,
+    /// Events whose result was refused and became a dead letter, in ascending order.
+    undeliverable: Vec<usize>,
+}
+
+/// An event whose result the producer refused: the dead letter sent in its place.
+struct Undeliverable {
+    /// Index of the event in the batch.
+    event: usize,
+    dead: DeadRecord,
 }
 
 /// What the back end reports when the scored batches stop coming.
@@ -250,8 +348,11 @@ pub(super) async fn sink(
         }
         .emit(&observer);
         let sent = Instant::now();
-        let pending = match outputs.send(&batch, &lines, &ends).await {
-            Ok(pending) => pending,
+        let Sent {
+            pending,
+            undeliverable,
+        } = match outputs.send(&batch, &lines, &ends).await {
+            Ok(sent) => sent,
             Err(err) => {
                 failed = Some(err);
                 cancel.cancel();
@@ -261,6 +362,7 @@ pub(super) async fn sink(
         let batch = InDelivery {
             scored: batch,
             pending,
+            undeliverable,
             sent,
         };
         if del_tx.send(batch).await.is_err() {
@@ -359,8 +461,19 @@ async fn deliver(
             let _ = histogram.record((latency.as_micros() as u64).max(1));
             observer.event_latency(latency);
         }
+        let decisions = &batch.scored.decisions;
+        let delivered: std::borrow::Cow<'_, [_]> = if batch.undeliverable.is_empty() {
+            decisions.into()
+        } else {
+            // Their dead letters were counted when they were made.
+            let kept = decisions.iter().enumerate();
+            kept.filter(|(i, _)| batch.undeliverable.binary_search(i).is_err())
+                .map(|(_, d)| *d)
+                .collect::<Vec<_>>()
+                .into()
+        };
         ResultsDelivered {
-            decisions: &batch.scored.decisions,
+            decisions: &delivered,
             latencies: &[],
         }
         .emit(&observer);

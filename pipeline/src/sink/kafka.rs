@@ -3,8 +3,11 @@
 //!
 //! The producer is idempotent (no duplicates or reordering from its own retries) and
 //! retries failed sends by itself until `message.timeout.ms` (librdkafka's default: 5
-//! minutes). A send that still fails is returned to the job, which stops consuming: a
-//! result is never dropped silently. How many messages may wait for delivery is bounded by
+//! minutes). A send refused for the message itself ([`is_per_message`]: too large,
+//! refused by the broker's record checks) is the event's problem, not the job's: the job
+//! makes an undeliverable result a dead letter, and a dead letter that does not fit is
+//! sent again cut down ([`KafkaSink::send_dead_letter`]). Any other failure is returned to
+//! the job, which stops consuming: a result is never dropped silently. How many messages may wait for delivery is bounded by
 //! librdkafka's queue (`queue.buffering.max.messages`); when it is full, sending waits.
 //!
 //! Delivery reports are counted per batch ([`BatchDelivery`]) by the producer's own
@@ -37,6 +40,46 @@ pub enum KafkaSinkError {
     )]
     Delivery { topic: String, source: KafkaError },
 }
+
+impl KafkaSinkError {
+    /// Whether the error concerns this one message only, so that the stream can go on
+    /// without it ([`is_per_message`]).
+    pub fn is_per_message(&self) -> bool {
+        let (KafkaSinkError::Send { source, .. } | KafkaSinkError::Delivery { source, .. }) = self;
+        source.rdkafka_error_code().is_some_and(is_per_message)
+    }
+}
+
+/// Whether a producer error is about the message itself, so that sending other messages
+/// still works and sending this one again never will:
+///
+/// * `MessageSizeTooLarge`: the message is over the producer's `message.max.bytes`
+///   (refused when it is queued, before any broker sees it) or the topic's
+///   `max.message.bytes`;
+/// * `InvalidMessageSize`, `MessageBatchTooLarge`: the broker refuses the message's size;
+/// * `InvalidMessage` (corrupt), `InvalidRecord` (the broker's record validation, e.g. a
+///   compacted topic needs a key), `InvalidTimestamp` (a result carries its event's time,
+///   which may lie outside the topic's `message.timestamp.*.max.ms`).
+///
+/// Everything else is not per message and stops the job as before: brokers gone or timed
+/// out (`MessageTimedOut`, transport errors), authentication and authorisation, a missing
+/// topic (`UnknownTopic`, `UnknownTopicOrPartition`), fatal producer errors, bad settings.
+pub fn is_per_message(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTimestamp
+    )
+}
+
+/// How much of a dead letter's payload, and of its reason, is kept when the whole dead
+/// letter was refused for its size: small enough that the cut message fits librdkafka's
+/// smallest `message.max.bytes` (1000) with its headers.
+pub const CUT_DEAD_LETTER_BYTES: usize = 256;
 
 /// What a dead-letter message carries besides the original payload.
 #[derive(Debug, Clone, Copy)]
@@ -205,7 +248,35 @@ impl KafkaSink {
     /// (`riskstream.kind`, `riskstream.reason`, `riskstream.source.topic`,
     /// `riskstream.source.partition`, `riskstream.source.offset`, `riskstream.received_at`,
     /// and `riskstream.original_size` when only a prefix was kept).
+    ///
+    /// A dead letter refused for itself ([`is_per_message`], most often its size) is sent
+    /// once more cut down: the first [`CUT_DEAD_LETTER_BYTES`] of its payload and reason,
+    /// `riskstream.original_size` saying how large the payload was. Only if that fails too
+    /// is the error returned.
     pub async fn send_dead_letter(
+        &self,
+        batch: &Arc<BatchDelivery>,
+        payload: &[u8],
+        meta: DeadLetterHeaders<'_>,
+    ) -> Result<(), KafkaSinkError> {
+        match self.enqueue_dead_letter(batch, payload, meta).await {
+            Err(err) if err.is_per_message() => {
+                tracing::warn!(
+                    topic = %self.dead_letter_topic,
+                    source.topic = meta.topic,
+                    source.partition = meta.partition,
+                    source.offset = meta.offset,
+                    error = %err,
+                    "dead letter refused; sending it again cut to {CUT_DEAD_LETTER_BYTES} bytes"
+                );
+                let (payload, meta) = cut_dead_letter(payload, meta);
+                self.enqueue_dead_letter(batch, payload, meta).await
+            }
+            sent => sent,
+        }
+    }
+
+    async fn enqueue_dead_letter(
         &self,
         batch: &Arc<BatchDelivery>,
         payload: &[u8],
@@ -272,9 +343,102 @@ impl KafkaSink {
     }
 }
 
+/// A dead letter cut to [`CUT_DEAD_LETTER_BYTES`] of payload and of reason (on a
+/// character boundary); `original_size` keeps the payload's true size.
+fn cut_dead_letter<'a>(
+    payload: &'a [u8],
+    meta: DeadLetterHeaders<'a>,
+) -> (&'a [u8], DeadLetterHeaders<'a>) {
+    let kept = &payload[..payload.len().min(CUT_DEAD_LETTER_BYTES)];
+    let mut end = meta.reason.len().min(CUT_DEAD_LETTER_BYTES);
+    while !meta.reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let original_size = meta.original_size.unwrap_or(payload.len());
+    let meta = DeadLetterHeaders {
+        reason: &meta.reason[..end],
+        original_size: (original_size > kept.len()).then_some(original_size),
+        ..meta
+    };
+    (kept, meta)
+}
+
 fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
         value: Some(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_of_one_message_are_per_message_and_errors_of_the_cluster_are_not() {
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidMessageSize,
+            RDKafkaErrorCode::MessageBatchTooLarge,
+            RDKafkaErrorCode::InvalidMessage,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::InvalidTimestamp,
+        ] {
+            assert!(is_per_message(code), "{code:?} concerns one message");
+        }
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::UnknownTopic,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::NotEnoughReplicas,
+        ] {
+            assert!(!is_per_message(code), "{code:?} is not about one message");
+        }
+        let too_large = KafkaSinkError::Send {
+            topic: "results".into(),
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+        };
+        assert!(too_large.is_per_message());
+        let timed_out = KafkaSinkError::Delivery {
+            topic: "results".into(),
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+        };
+        assert!(!timed_out.is_per_message());
+    }
+
+    #[test]
+    fn a_cut_dead_letter_keeps_a_prefix_and_says_how_large_the_payload_was() {
+        let payload = vec![b'x'; 5000];
+        let reason = "é".repeat(400);
+        let meta = DeadLetterHeaders {
+            kind: "result_undeliverable",
+            reason: &reason,
+            topic: "events",
+            partition: 1,
+            offset: 7,
+            received_at: "t",
+            original_size: None,
+        };
+        let (kept, cut) = cut_dead_letter(&payload, meta);
+        assert_eq!(kept.len(), CUT_DEAD_LETTER_BYTES);
+        assert_eq!(cut.original_size, Some(5000));
+        assert!(cut.reason.len() <= CUT_DEAD_LETTER_BYTES && reason.starts_with(cut.reason));
+        // An oversize input's true size survives the cut.
+        let oversize = DeadLetterHeaders {
+            original_size: Some(90_000),
+            ..meta
+        };
+        assert_eq!(
+            cut_dead_letter(&payload, oversize).1.original_size,
+            Some(90_000)
+        );
+        // A short payload is kept whole and is not marked as cut.
+        assert_eq!(cut_dead_letter(b"{}", meta).1.original_size, None);
     }
 }
