@@ -94,12 +94,34 @@ pub struct DeadLetterHeaders<'a> {
     pub original_size: Option<usize>,
 }
 
-/// The delivery reports of one batch: how many are outstanding and the first failure.
-/// Cloned (as an `Arc`) into every message of the batch.
+/// A message the broker refused for itself ([`is_per_message`]) after it was queued,
+/// kept so that the job can send it again in another form: a refused result as its
+/// event's dead letter, a refused dead letter cut down.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    /// The message's headers (a dead letter's: [`KafkaSink::send_dead_letter`]).
+    pub headers: Vec<(String, String)>,
+    pub error: KafkaError,
+}
+
+impl Refused {
+    fn header(&self, key: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// The delivery reports of one batch: how many are outstanding, the first failure, and the
+/// messages refused for themselves. Cloned (as an `Arc`) into every message of the batch.
 #[derive(Debug, Default)]
 pub struct BatchDelivery {
     outstanding: AtomicUsize,
     failure: Mutex<Option<(String, KafkaError)>>,
+    refused: Mutex<Vec<Refused>>,
     done: Notify,
 }
 
@@ -123,6 +145,21 @@ impl BatchDelivery {
             None => Ok(()),
             Some((topic, source)) => Err(KafkaSinkError::Delivery { topic, source }),
         }
+    }
+
+    /// The messages of the batch that the broker refused for themselves; call after
+    /// [`BatchDelivery::wait`]. Their delivery is not done: the caller sends them again in
+    /// another form, or fails.
+    pub fn take_refused(&self) -> Vec<Refused> {
+        std::mem::take(&mut *self.refused.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn refuse(&self, refused: Refused) {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(refused);
+        self.report(Ok(()));
     }
 
     fn report(&self, result: Result<(), (String, KafkaError)>) {
@@ -164,11 +201,29 @@ impl ProducerContext for SinkContext {
     type DeliveryOpaque = Arc<BatchDelivery>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchDelivery>) {
-        use rdkafka::message::Message;
-        batch.report(match result {
-            Ok(_) => Ok(()),
-            Err((err, message)) => Err((message.topic().to_owned(), err.clone())),
-        });
+        use rdkafka::message::{Headers, Message};
+        match result {
+            Ok(_) => batch.report(Ok(())),
+            Err((err, message)) if err.rdkafka_error_code().is_some_and(is_per_message) => {
+                // Rare: copying the message is cheap next to what it saves.
+                let headers = message.headers().map_or_else(Vec::new, |headers| {
+                    headers
+                        .iter()
+                        .map(|h| {
+                            let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                            (h.key.to_owned(), value.into_owned())
+                        })
+                        .collect()
+                });
+                batch.refuse(Refused {
+                    topic: message.topic().to_owned(),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                    headers,
+                    error: err.clone(),
+                });
+            }
+            Err((err, message)) => batch.report(Err((message.topic().to_owned(), err.clone()))),
+        }
     }
 }
 
@@ -300,6 +355,51 @@ impl KafkaSink {
                 .payload(payload)
                 .headers(headers);
         self.enqueue(batch, record).await
+    }
+
+    /// The topic results go to.
+    pub fn results_topic(&self) -> &str {
+        &self.results_topic
+    }
+
+    /// Sends a dead letter that the broker refused ([`Refused`]) once more, cut down. One
+    /// already as small as a cut makes it cannot be sent at all: its error is returned.
+    pub async fn send_refused_dead_letter(
+        &self,
+        batch: &Arc<BatchDelivery>,
+        refused: &Refused,
+    ) -> Result<(), KafkaSinkError> {
+        let meta = DeadLetterHeaders {
+            kind: refused.header("riskstream.kind"),
+            reason: refused.header("riskstream.reason"),
+            topic: refused.header("riskstream.source.topic"),
+            partition: refused
+                .header("riskstream.source.partition")
+                .parse()
+                .unwrap_or_default(),
+            offset: refused
+                .header("riskstream.source.offset")
+                .parse()
+                .unwrap_or_default(),
+            received_at: refused.header("riskstream.received_at"),
+            original_size: refused.header("riskstream.original_size").parse().ok(),
+        };
+        let (payload, cut) = cut_dead_letter(&refused.payload, meta);
+        if payload.len() == refused.payload.len() && cut.reason.len() == meta.reason.len() {
+            return Err(KafkaSinkError::Delivery {
+                topic: refused.topic.clone(),
+                source: refused.error.clone(),
+            });
+        }
+        tracing::warn!(
+            topic = %refused.topic,
+            source.topic = meta.topic,
+            source.partition = meta.partition,
+            source.offset = meta.offset,
+            error = %refused.error,
+            "dead letter refused by the broker; sending it again cut to {CUT_DEAD_LETTER_BYTES} bytes"
+        );
+        self.enqueue_dead_letter(batch, payload, cut).await
     }
 
     /// Hands a record to the producer, waiting while its queue is full. The batch counts
