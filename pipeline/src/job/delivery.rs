@@ -6,10 +6,16 @@
 //! The order is the job's at-least-once guarantee: an input is acknowledged (its Kafka
 //! offset stored for commit) only after its result or dead letter, and those of every
 //! input read before it, are delivered. A failed delivery stops the job before anything
-//! after it is acknowledged. A result the results topic refuses for the message itself
-//! (too large, an invalid record) is not a failed delivery but the event's problem: the
-//! event becomes a dead letter of kind `result_undeliverable`, sent with its batch, and
-//! the batch is acknowledged only once that dead letter is delivered.
+//! after it is acknowledged.
+//!
+//! A message refused for itself ([`crate::sink::kafka::is_per_message`]: too large, an
+//! invalid record) is not a failed delivery but the event's problem. A refused result
+//! makes its event a dead letter of kind `result_undeliverable` (original bytes, the
+//! producer's or broker's error as reason); a refused dead letter is sent once more cut
+//! down. Refused when queued, the replacement goes with its batch (`Outputs::send`);
+//! refused in a delivery report, the delivery task sends it and waits for it before the
+//! batch counts as delivered (`resend_refused`). Either way the batch is acknowledged
+//! only once the replacement is delivered, and a replacement refused too stops the job.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
