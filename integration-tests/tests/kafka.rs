@@ -372,3 +372,92 @@ fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool, job: 
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The producer takes no message over 1000 bytes (`message.max.bytes`, librdkafka's
+/// smallest): every tenth event has an id so long that its result is over it. Those events
+/// become dead letters of kind `result_undeliverable` with their original bytes (cut, with
+/// `riskstream.original_size`, when the whole dead letter is over the limit too), every
+/// other event gets its result, and the job reads to the end.
+#[test]
+fn a_result_too_large_for_the_topic_becomes_a_dead_letter_and_the_stream_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let long_id = "x".repeat(600);
+    let event = |i: usize| {
+        let id = if i % 10 == 0 {
+            format!("{long_id}-{i}")
+        } else {
+            format!("e-{i}")
+        };
+        format!(
+            r#"{{"event_id":"{id}","ts":"2026-11-22T10:03:{:02}.000Z","account_id":"A-{}","amount":{}.5,"channel":"card","country":"DE"}}"#,
+            i % 60,
+            i % 7,
+            10 + i
+        )
+    };
+    let events: Vec<String> = (0..200).map(event).collect();
+    let large: Vec<&String> = events.iter().filter(|e| e.contains(&long_id)).collect();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, events.join("\n") + "\n").unwrap();
+    let d = Deployment::new("undeliverable");
+    produce(&d.input, &input, 4);
+    let config = d.write_config(
+        dir.path(),
+        "[graph]\nkind = \"none\"\n[kafka.properties]\n\"message.max.bytes\" = \"1000\"\n",
+    );
+    let summary_path = dir.path().join("summary.json");
+    let mut job = Job::start(
+        &config,
+        &[
+            "--max-events",
+            &events.len().to_string(),
+            "--summary-json",
+            summary_path.to_str().unwrap(),
+        ],
+        dir.path().join("job.log"),
+    );
+    let status = job.wait(LIMIT);
+    assert!(status.success(), "job failed: {status}\n{}", job.log_text());
+
+    let results = result_ids(&d.results);
+    assert_eq!(
+        results.len(),
+        events.len() - large.len(),
+        "one result per small event"
+    );
+    assert!(results.iter().all(|id| !id.contains(&long_id)));
+    wait_for_messages(&d.dead_letters, large.len() as i64, LIMIT, None);
+    let letters = read_topic(&d.dead_letters);
+    assert_eq!(
+        letters.len(),
+        large.len(),
+        "one dead letter per large result"
+    );
+    for letter in &letters {
+        assert_eq!(letter.headers["riskstream.kind"], "result_undeliverable");
+        let reason = &letter.headers["riskstream.reason"];
+        assert!(reason.contains("MessageSizeTooLarge"), "{reason}");
+        // The large events differ only at their end: any of them may be the original.
+        let originals: Vec<&&String> = large
+            .iter()
+            .filter(|e| e.as_bytes().starts_with(&letter.payload))
+            .collect();
+        assert!(
+            !originals.is_empty(),
+            "not the start of a large event: {letter:?}"
+        );
+        if let Some(size) = letter.headers.get("riskstream.original_size") {
+            assert!(
+                originals.iter().any(|e| e.len().to_string() == *size),
+                "original size {size} is no large event's: {letter:?}"
+            );
+        } else {
+            assert!(originals.iter().any(|e| e.as_bytes() == letter.payload));
+        }
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["inputs"], events.len() as u64);
+    assert_eq!(summary["results"], (events.len() - large.len()) as u64);
+    assert_eq!(summary["dead_letters"], large.len() as u64);
+}

@@ -13,6 +13,12 @@ pub const DEAD_LETTER_SCHEMA_VERSION: u32 = 1;
 /// per-event failure; decode errors name their own kinds).
 pub const SCORING_FAILED: &str = "scoring_failed";
 
+/// The kind of dead letter of an event whose result the results topic refused for the
+/// message itself (too large, an invalid record: see
+/// [`is_per_message`](crate::sink::kafka::is_per_message)). It carries the event's
+/// original bytes and the broker's error.
+pub const RESULT_UNDELIVERABLE: &str = "result_undeliverable";
+
 /// One dead letter, as written to the dead-letter sink (one JSON object per line).
 ///
 /// The original bytes are kept exactly: as `payload` when they are valid UTF-8, otherwise as

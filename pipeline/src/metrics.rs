@@ -9,8 +9,8 @@ use crate::result::Decision;
 
 /// The kinds of dead letter, in the order the summary lists them. Kept in step with
 /// [`crate::decode::DecodeError::kind`] and the later stages' kinds
-/// ([`crate::dead_letter::SCORING_FAILED`]).
-pub const DEAD_LETTER_KINDS: [&str; 11] = [
+/// ([`crate::dead_letter::SCORING_FAILED`], [`crate::dead_letter::RESULT_UNDELIVERABLE`]).
+pub const DEAD_LETTER_KINDS: [&str; 12] = [
     "oversize",
     "not_utf8",
     "not_json",
@@ -22,6 +22,7 @@ pub const DEAD_LETTER_KINDS: [&str; 11] = [
     "bad_timestamp",
     "future_timestamp",
     crate::dead_letter::SCORING_FAILED,
+    crate::dead_letter::RESULT_UNDELIVERABLE,
 ];
 
 /// Counters of one job run. Updated by the stages with relaxed atomics (each counter is
@@ -131,10 +132,18 @@ mod tests {
         );
         m.count_dead_letter(scoring);
         assert_eq!(m.dead_letters_of_kind(scoring), 1);
-        assert_eq!(Metrics::get(&m.dead_letters), 7);
+        // The sink's kind, for results the results topic refused.
+        let undeliverable = crate::dead_letter::RESULT_UNDELIVERABLE;
+        assert!(
+            DEAD_LETTER_KINDS.contains(&undeliverable),
+            "{undeliverable} has no counter"
+        );
+        m.count_dead_letter(undeliverable);
+        assert_eq!(m.dead_letters_of_kind(undeliverable), 1);
+        assert_eq!(Metrics::get(&m.dead_letters), 8);
         assert_eq!(
             m.dead_letters_by_kind().iter().map(|(_, n)| n).sum::<u64>(),
-            7
+            8
         );
     }
 

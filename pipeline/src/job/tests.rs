@@ -330,3 +330,68 @@ async fn the_admin_endpoint_answers_503_until_the_job_runs_and_its_counters_add_
     // The run is over: the endpoint closed with it.
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
 }
+
+/// Results go to a Kafka topic whose producer takes no message over 1000 bytes
+/// (`message.max.bytes`, librdkafka's smallest): a result of an event with a long id is
+/// over it and is refused when it is queued, before any broker is asked, so no broker is
+/// needed (the one configured does not exist). Each event becomes a dead letter of kind
+/// `result_undeliverable` with its original bytes, and the job reads to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_too_large_for_the_producer_becomes_a_dead_letter_and_the_stream_goes_on() {
+    const EVENTS: usize = 40;
+    let files = files();
+    let long_id = "x".repeat(600);
+    let text: String = (0..EVENTS)
+        .map(|i| {
+            line(i * 10).replace("\"event_id\":\"e-", &format!("\"event_id\":\"{long_id}-")) + "\n"
+        })
+        .collect();
+    std::fs::write(&files.input, text).unwrap();
+    let mut config = config();
+    config.sink.kind = riskstream_config::SinkKind::Kafka;
+    config.kafka.brokers = "127.0.0.1:1".into();
+    config
+        .kafka
+        .properties
+        .insert("message.max.bytes".into(), "1000".into());
+    let options = JobOptions {
+        results: None,
+        ..options(&files)
+    };
+    let recorder = Recorder::new(&files, usize::MAX, None);
+    let mut job = Job::build(&config, options).await.unwrap();
+    job.add_acknowledger(recorder.clone());
+    let summary = job.run(std::future::pending()).await.unwrap();
+    assert_eq!(summary.inputs as usize, EVENTS);
+    assert_eq!(
+        (summary.results, summary.dead_letters as usize),
+        (0, EVENTS)
+    );
+    assert_eq!(
+        summary.dead_letters_by_kind,
+        [("result_undeliverable".to_string(), EVENTS as u64)]
+    );
+    let dead = std::fs::read_to_string(&files.dead).unwrap();
+    let letters: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), EVENTS);
+    for (i, letter) in letters.iter().enumerate() {
+        assert_eq!(letter["kind"], "result_undeliverable");
+        assert!(
+            letter["payload"].as_str().unwrap().contains(&long_id),
+            "the event's original bytes: {letter}"
+        );
+        assert_eq!(letter["truncated"], false);
+        let reason = letter["reason"].as_str().unwrap();
+        assert!(reason.contains("MessageSizeTooLarge"), "{reason}");
+        assert_eq!(letter["source"]["offset"], i as i64);
+    }
+    let (acked, early) = recorder.recorded(|r| (r.acked.len(), r.early.clone()));
+    assert_eq!(acked, EVENTS, "every input acknowledged");
+    assert!(
+        early.is_empty(),
+        "acknowledged before their dead letter was written: {early:?}"
+    );
+}

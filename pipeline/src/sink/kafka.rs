@@ -3,8 +3,11 @@
 //!
 //! The producer is idempotent (no duplicates or reordering from its own retries) and
 //! retries failed sends by itself until `message.timeout.ms` (librdkafka's default: 5
-//! minutes). A send that still fails is returned to the job, which stops consuming: a
-//! result is never dropped silently. How many messages may wait for delivery is bounded by
+//! minutes). A send refused for the message itself ([`is_per_message`]: too large,
+//! refused by the broker's record checks) is the event's problem, not the job's: the job
+//! makes an undeliverable result a dead letter, and a dead letter that does not fit is
+//! sent again cut down ([`KafkaSink::send_dead_letter`]). Any other failure is returned to
+//! the job, which stops consuming: a result is never dropped silently. How many messages may wait for delivery is bounded by
 //! librdkafka's queue (`queue.buffering.max.messages`); when it is full, sending waits.
 //!
 //! Delivery reports are counted per batch ([`BatchDelivery`]) by the producer's own
@@ -38,6 +41,46 @@ pub enum KafkaSinkError {
     Delivery { topic: String, source: KafkaError },
 }
 
+impl KafkaSinkError {
+    /// Whether the error concerns this one message only, so that the stream can go on
+    /// without it ([`is_per_message`]).
+    pub fn is_per_message(&self) -> bool {
+        let (KafkaSinkError::Send { source, .. } | KafkaSinkError::Delivery { source, .. }) = self;
+        source.rdkafka_error_code().is_some_and(is_per_message)
+    }
+}
+
+/// Whether a producer error is about the message itself, so that sending other messages
+/// still works and sending this one again never will:
+///
+/// * `MessageSizeTooLarge`: the message is over the producer's `message.max.bytes`
+///   (refused when it is queued, before any broker sees it) or the topic's
+///   `max.message.bytes`;
+/// * `InvalidMessageSize`, `MessageBatchTooLarge`: the broker refuses the message's size;
+/// * `InvalidMessage` (corrupt), `InvalidRecord` (the broker's record validation, e.g. a
+///   compacted topic needs a key), `InvalidTimestamp` (a result carries its event's time,
+///   which may lie outside the topic's `message.timestamp.*.max.ms`).
+///
+/// Everything else is not per message and stops the job as before: brokers gone or timed
+/// out (`MessageTimedOut`, transport errors), authentication and authorisation, a missing
+/// topic (`UnknownTopic`, `UnknownTopicOrPartition`), fatal producer errors, bad settings.
+pub fn is_per_message(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTimestamp
+    )
+}
+
+/// How much of a dead letter's payload, and of its reason, is kept when the whole dead
+/// letter was refused for its size: small enough that the cut message fits librdkafka's
+/// smallest `message.max.bytes` (1000) with its headers.
+pub const CUT_DEAD_LETTER_BYTES: usize = 256;
+
 /// What a dead-letter message carries besides the original payload.
 #[derive(Debug, Clone, Copy)]
 pub struct DeadLetterHeaders<'a> {
@@ -51,12 +94,34 @@ pub struct DeadLetterHeaders<'a> {
     pub original_size: Option<usize>,
 }
 
-/// The delivery reports of one batch: how many are outstanding and the first failure.
-/// Cloned (as an `Arc`) into every message of the batch.
+/// A message the broker refused for itself ([`is_per_message`]) after it was queued,
+/// kept so that the job can send it again in another form: a refused result as its
+/// event's dead letter, a refused dead letter cut down.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    /// The message's headers (a dead letter's: [`KafkaSink::send_dead_letter`]).
+    pub headers: Vec<(String, String)>,
+    pub error: KafkaError,
+}
+
+impl Refused {
+    fn header(&self, key: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// The delivery reports of one batch: how many are outstanding, the first failure, and the
+/// messages refused for themselves. Cloned (as an `Arc`) into every message of the batch.
 #[derive(Debug, Default)]
 pub struct BatchDelivery {
     outstanding: AtomicUsize,
     failure: Mutex<Option<(String, KafkaError)>>,
+    refused: Mutex<Vec<Refused>>,
     done: Notify,
 }
 
@@ -80,6 +145,21 @@ impl BatchDelivery {
             None => Ok(()),
             Some((topic, source)) => Err(KafkaSinkError::Delivery { topic, source }),
         }
+    }
+
+    /// The messages of the batch that the broker refused for themselves; call after
+    /// [`BatchDelivery::wait`]. Their delivery is not done: the caller sends them again in
+    /// another form, or fails.
+    pub fn take_refused(&self) -> Vec<Refused> {
+        std::mem::take(&mut *self.refused.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn refuse(&self, refused: Refused) {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(refused);
+        self.report(Ok(()));
     }
 
     fn report(&self, result: Result<(), (String, KafkaError)>) {
@@ -121,11 +201,29 @@ impl ProducerContext for SinkContext {
     type DeliveryOpaque = Arc<BatchDelivery>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchDelivery>) {
-        use rdkafka::message::Message;
-        batch.report(match result {
-            Ok(_) => Ok(()),
-            Err((err, message)) => Err((message.topic().to_owned(), err.clone())),
-        });
+        use rdkafka::message::{Headers, Message};
+        match result {
+            Ok(_) => batch.report(Ok(())),
+            Err((err, message)) if err.rdkafka_error_code().is_some_and(is_per_message) => {
+                // Rare: copying the message is cheap next to what it saves.
+                let headers = message.headers().map_or_else(Vec::new, |headers| {
+                    headers
+                        .iter()
+                        .map(|h| {
+                            let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                            (h.key.to_owned(), value.into_owned())
+                        })
+                        .collect()
+                });
+                batch.refuse(Refused {
+                    topic: message.topic().to_owned(),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                    headers,
+                    error: err.clone(),
+                });
+            }
+            Err((err, message)) => batch.report(Err((message.topic().to_owned(), err.clone()))),
+        }
     }
 }
 
@@ -205,7 +303,35 @@ impl KafkaSink {
     /// (`riskstream.kind`, `riskstream.reason`, `riskstream.source.topic`,
     /// `riskstream.source.partition`, `riskstream.source.offset`, `riskstream.received_at`,
     /// and `riskstream.original_size` when only a prefix was kept).
+    ///
+    /// A dead letter refused for itself ([`is_per_message`], most often its size) is sent
+    /// once more cut down: the first [`CUT_DEAD_LETTER_BYTES`] of its payload and reason,
+    /// `riskstream.original_size` saying how large the payload was. Only if that fails too
+    /// is the error returned.
     pub async fn send_dead_letter(
+        &self,
+        batch: &Arc<BatchDelivery>,
+        payload: &[u8],
+        meta: DeadLetterHeaders<'_>,
+    ) -> Result<(), KafkaSinkError> {
+        match self.enqueue_dead_letter(batch, payload, meta).await {
+            Err(err) if err.is_per_message() => {
+                tracing::warn!(
+                    topic = %self.dead_letter_topic,
+                    source.topic = meta.topic,
+                    source.partition = meta.partition,
+                    source.offset = meta.offset,
+                    error = %err,
+                    "dead letter refused; sending it again cut to {CUT_DEAD_LETTER_BYTES} bytes"
+                );
+                let (payload, meta) = cut_dead_letter(payload, meta);
+                self.enqueue_dead_letter(batch, payload, meta).await
+            }
+            sent => sent,
+        }
+    }
+
+    async fn enqueue_dead_letter(
         &self,
         batch: &Arc<BatchDelivery>,
         payload: &[u8],
@@ -229,6 +355,51 @@ impl KafkaSink {
                 .payload(payload)
                 .headers(headers);
         self.enqueue(batch, record).await
+    }
+
+    /// The topic results go to.
+    pub fn results_topic(&self) -> &str {
+        &self.results_topic
+    }
+
+    /// Sends a dead letter that the broker refused ([`Refused`]) once more, cut down. One
+    /// already as small as a cut makes it cannot be sent at all: its error is returned.
+    pub async fn send_refused_dead_letter(
+        &self,
+        batch: &Arc<BatchDelivery>,
+        refused: &Refused,
+    ) -> Result<(), KafkaSinkError> {
+        let meta = DeadLetterHeaders {
+            kind: refused.header("riskstream.kind"),
+            reason: refused.header("riskstream.reason"),
+            topic: refused.header("riskstream.source.topic"),
+            partition: refused
+                .header("riskstream.source.partition")
+                .parse()
+                .unwrap_or_default(),
+            offset: refused
+                .header("riskstream.source.offset")
+                .parse()
+                .unwrap_or_default(),
+            received_at: refused.header("riskstream.received_at"),
+            original_size: refused.header("riskstream.original_size").parse().ok(),
+        };
+        let (payload, cut) = cut_dead_letter(&refused.payload, meta);
+        if payload.len() == refused.payload.len() && cut.reason.len() == meta.reason.len() {
+            return Err(KafkaSinkError::Delivery {
+                topic: refused.topic.clone(),
+                source: refused.error.clone(),
+            });
+        }
+        tracing::warn!(
+            topic = %refused.topic,
+            source.topic = meta.topic,
+            source.partition = meta.partition,
+            source.offset = meta.offset,
+            error = %refused.error,
+            "dead letter refused by the broker; sending it again cut to {CUT_DEAD_LETTER_BYTES} bytes"
+        );
+        self.enqueue_dead_letter(batch, payload, cut).await
     }
 
     /// Hands a record to the producer, waiting while its queue is full. The batch counts
@@ -272,9 +443,102 @@ impl KafkaSink {
     }
 }
 
+/// A dead letter cut to [`CUT_DEAD_LETTER_BYTES`] of payload and of reason (on a
+/// character boundary); `original_size` keeps the payload's true size.
+fn cut_dead_letter<'a>(
+    payload: &'a [u8],
+    meta: DeadLetterHeaders<'a>,
+) -> (&'a [u8], DeadLetterHeaders<'a>) {
+    let kept = &payload[..payload.len().min(CUT_DEAD_LETTER_BYTES)];
+    let mut end = meta.reason.len().min(CUT_DEAD_LETTER_BYTES);
+    while !meta.reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let original_size = meta.original_size.unwrap_or(payload.len());
+    let meta = DeadLetterHeaders {
+        reason: &meta.reason[..end],
+        original_size: (original_size > kept.len()).then_some(original_size),
+        ..meta
+    };
+    (kept, meta)
+}
+
 fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
         value: Some(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_of_one_message_are_per_message_and_errors_of_the_cluster_are_not() {
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidMessageSize,
+            RDKafkaErrorCode::MessageBatchTooLarge,
+            RDKafkaErrorCode::InvalidMessage,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::InvalidTimestamp,
+        ] {
+            assert!(is_per_message(code), "{code:?} concerns one message");
+        }
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::UnknownTopic,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::NotEnoughReplicas,
+        ] {
+            assert!(!is_per_message(code), "{code:?} is not about one message");
+        }
+        let too_large = KafkaSinkError::Send {
+            topic: "results".into(),
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+        };
+        assert!(too_large.is_per_message());
+        let timed_out = KafkaSinkError::Delivery {
+            topic: "results".into(),
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+        };
+        assert!(!timed_out.is_per_message());
+    }
+
+    #[test]
+    fn a_cut_dead_letter_keeps_a_prefix_and_says_how_large_the_payload_was() {
+        let payload = vec![b'x'; 5000];
+        let reason = "é".repeat(400);
+        let meta = DeadLetterHeaders {
+            kind: "result_undeliverable",
+            reason: &reason,
+            topic: "events",
+            partition: 1,
+            offset: 7,
+            received_at: "t",
+            original_size: None,
+        };
+        let (kept, cut) = cut_dead_letter(&payload, meta);
+        assert_eq!(kept.len(), CUT_DEAD_LETTER_BYTES);
+        assert_eq!(cut.original_size, Some(5000));
+        assert!(cut.reason.len() <= CUT_DEAD_LETTER_BYTES && reason.starts_with(cut.reason));
+        // An oversize input's true size survives the cut.
+        let oversize = DeadLetterHeaders {
+            original_size: Some(90_000),
+            ..meta
+        };
+        assert_eq!(
+            cut_dead_letter(&payload, oversize).1.original_size,
+            Some(90_000)
+        );
+        // A short payload is kept whole and is not marked as cut.
+        assert_eq!(cut_dead_letter(b"{}", meta).1.original_size, None);
     }
 }
