@@ -701,6 +701,27 @@ pub fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
+impl Engine {
+    /// Decodes, aggregates and enriches `raw` as one batch, every event without graph
+    /// features (`graph.status = "skipped"`): the score stage's input in tests.
+    pub(crate) fn enriched_without_graph(&self, raw: crate::source::RawBatch) -> Enriched {
+        let decoded = self.decode(raw);
+        let aggregates = self.aggregate(&decoded.events);
+        let graphs = decoded
+            .events
+            .iter()
+            .map(|_| EventGraph::without(crate::enrich::GraphStatus::Skipped))
+            .collect();
+        Enriched {
+            decoded,
+            aggregates,
+            graphs,
+            snapshot: self.snapshots.load_full(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::path::Path;
     use std::time::Instant;
@@ -708,7 +729,6 @@ mod tests {
     use riskstream_inference::DeviceChoice;
 
     use super::*;
-    use crate::enrich::GraphStatus;
 
     fn model() -> Model {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/riskstream-v1");
@@ -739,19 +759,7 @@ mod tests {
         for (i, line) in lines.iter().enumerate() {
             raw.push(line.as_bytes(), 0, i as i64, Instant::now());
         }
-        let decoded = engine.decode(raw);
-        let aggregates = engine.aggregate(&decoded.events);
-        let graphs = decoded
-            .events
-            .iter()
-            .map(|_| EventGraph::without(GraphStatus::Skipped))
-            .collect();
-        Enriched {
-            decoded,
-            aggregates,
-            graphs,
-            snapshot: engine.snapshots.load_full(),
-        }
+        engine.enriched_without_graph(raw)
     }
 
     /// The shipped model, except that it refuses every batch holding a row whose first

@@ -634,8 +634,7 @@ mod tests {
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
     use super::*;
-    use crate::engine::{Enriched, FeatureBuffers};
-    use crate::enrich::{EventGraph, GraphStatus};
+    use crate::engine::FeatureBuffers;
     use crate::metrics::Metrics;
     use crate::source::RawBatch;
 
@@ -653,19 +652,7 @@ mod tests {
             );
             raw.push(line.as_bytes(), 2, 40 + i, Instant::now());
         }
-        let decoded = engine.decode(raw);
-        let aggregates = engine.aggregate(&decoded.events);
-        let graphs = decoded
-            .events
-            .iter()
-            .map(|_| EventGraph::without(GraphStatus::Skipped))
-            .collect();
-        let enriched = Enriched {
-            decoded,
-            aggregates,
-            graphs,
-            snapshot: engine.snapshots.load_full(),
-        };
+        let enriched = engine.enriched_without_graph(raw);
         let scored = engine.score(&model, enriched, &mut FeatureBuffers::default());
         let (mut lines, mut ends) = (Vec::new(), Vec::new());
         encode_results(&engine, &scored, &mut lines, &mut ends);
