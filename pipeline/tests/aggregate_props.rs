@@ -52,11 +52,14 @@ fn bytes_per_key(keys: usize) -> f64 {
     bytes as f64 / keys as f64
 }
 
+// 544: the packed state, its map entry and, since idle keys are evicted, the key's place in
+// its worker's idle queue (a 24-byte entry plus the queue's growth slack; 533 bytes measured
+// when the queue came).
 #[test]
-fn a_tracked_key_costs_at_most_512_bytes_with_default_windows() {
+fn a_tracked_key_costs_at_most_544_bytes_with_default_windows() {
     let per_key = bytes_per_key(300_000);
     println!("aggregate state: {per_key:.1} bytes per key (300k keys, 9-byte ids)");
-    assert!(per_key <= 512.0, "{per_key:.1} bytes per key");
+    assert!(per_key <= 544.0, "{per_key:.1} bytes per key");
     assert!(
         per_key >= 392.0,
         "the packed state alone is 392 bytes: {per_key:.1}"
