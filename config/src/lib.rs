@@ -170,8 +170,7 @@ impl Config {
     /// `text` with every configured secret that is scrubbed by value replaced (see
     /// [`Config::to_redacted_toml`]).
     fn scrub_long_secrets(&self, text: &str) -> String {
-        let mut secrets = self.graph.secret_values();
-        secrets.extend(self.kafka.secret_values());
+        let secrets = self.secret_values();
         let (anywhere, whole): (Vec<_>, Vec<_>) = secrets
             .into_iter()
             .filter(|s| !s.is_empty())
@@ -183,9 +182,15 @@ impl Config {
     /// password in `graph.uri`, and the secret Kafka properties (and the secrets inside
     /// them). For messages of client libraries, which may quote what they were given.
     pub fn scrub_secrets(&self, text: &str) -> String {
+        redact::scrub(text, self.secret_values())
+    }
+
+    /// Every configured secret value: `graph.password`, the password in `graph.uri`, the
+    /// secret Kafka properties and the secrets inside them.
+    fn secret_values(&self) -> Vec<String> {
         let mut secrets = self.graph.secret_values();
         secrets.extend(self.kafka.secret_values());
-        redact::scrub(text, secrets)
+        secrets
     }
 
     /// Every key as a full path, in document order (`source.kind`, ..., `kafka.replication`),
