@@ -702,6 +702,21 @@ pub fn now_ms() -> i64 {
 
 #[cfg(test)]
 impl Engine {
+    /// An engine for `model` with deterministic time, 3 graph hops, no graph and the
+    /// model's thresholds: the one unit tests score with.
+    pub(crate) fn for_tests(model: &Model, aggregate: AggregateOptions) -> Engine {
+        let thresholds = model.thresholds();
+        let options = EngineOptions {
+            max_event_bytes: 4096,
+            graph_deadline: Duration::from_secs(1),
+            snapshot_interval: Duration::from_secs(2),
+            deterministic: true,
+            thresholds: (thresholds.review, thresholds.block),
+        };
+        Engine::new(options, aggregate, 3, None, Arc::new(Metrics::default()))
+            .expect("the test options are valid")
+    }
+
     /// Decodes, aggregates and enriches `raw` as one batch, every event without graph
     /// features (`graph.status = "skipped"`): the score stage's input in tests.
     pub(crate) fn enriched_without_graph(&self, raw: crate::source::RawBatch) -> Enriched {
@@ -736,15 +751,7 @@ mod tests {
     }
 
     fn engine(model: &Model, aggregate: AggregateOptions) -> Engine {
-        let thresholds = model.thresholds();
-        let options = EngineOptions {
-            max_event_bytes: 4096,
-            graph_deadline: Duration::from_secs(1),
-            snapshot_interval: Duration::from_secs(2),
-            deterministic: true,
-            thresholds: (thresholds.review, thresholds.block),
-        };
-        Engine::new(options, aggregate, 3, None, Arc::new(Metrics::default())).unwrap()
+        Engine::for_tests(model, aggregate)
     }
 
     fn line(id: &str, amount: f64) -> String {

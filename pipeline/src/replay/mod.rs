@@ -357,37 +357,18 @@ pub fn event_ids(replayed: &Replayed) -> HashSet<String> {
 mod tests {
     use std::io::Write;
     use std::path::Path;
-    use std::sync::Arc;
-    use std::time::Duration;
 
     use riskstream_inference::DeviceChoice;
 
     use super::*;
     use crate::aggregate::AggregateOptions;
     use crate::decode::parse_ts;
-    use crate::engine::EngineOptions;
     use crate::features::FeatureLayout;
-    use crate::metrics::Metrics;
 
     fn engine(model: &Model) -> Engine {
         let options = AggregateOptions::default();
         Engine::check_model(model, &FeatureLayout::new(&options.windows, 3)).unwrap();
-        let thresholds = model.thresholds();
-        let engine_options = EngineOptions {
-            max_event_bytes: 4096,
-            graph_deadline: Duration::from_secs(1),
-            snapshot_interval: Duration::from_secs(2),
-            deterministic: true,
-            thresholds: (thresholds.review, thresholds.block),
-        };
-        Engine::new(
-            engine_options,
-            options,
-            3,
-            None,
-            Arc::new(Metrics::default()),
-        )
-        .unwrap()
+        Engine::for_tests(model, options)
     }
 
     fn model() -> Model {
