@@ -72,4 +72,7 @@ scripts/neo4j.sh start
 log "cargo test"
 cargo test --workspace --locked
 
+log "latency benchmark, quick form (figures printed, not asserted)"
+target/debug/riskstream bench --kafka --latency --quick --data target/bench-quick
+
 log "all checks passed"

@@ -9,8 +9,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+
+use super::latency;
+
+/// `--quick`: the most events, and the seconds per latency rate.
+const QUICK_EVENTS: u64 = 50_000;
+const QUICK_LATENCY_SECS: u64 = 3;
 
 /// Options of `riskstream bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,6 +51,19 @@ pub struct BenchArgs {
     /// Also write every run and the medians as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// With `--kafka`: after the throughput rounds, measure send → result-readable latency
+    /// of live traffic at fixed fractions of the job's measured maximum rate.
+    #[arg(long, requires = "kafka")]
+    pub latency: bool,
+    /// The rates of `--latency`, as fractions of the measured maximum.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.25,0.5,0.8")]
+    pub rates: Vec<f64>,
+    /// Seconds measured at each rate of `--latency` (after one second of warm-up).
+    #[arg(long, default_value_t = 20)]
+    pub latency_secs: u64,
+    /// A short smoke run: at most 50 000 events, one round, 3 s per latency rate.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 /// The figures of one benchmark session.
@@ -56,9 +76,24 @@ struct BenchReport {
     job_median: f64,
     baseline_median: f64,
     ratio: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    latency: Vec<latency::RateRow>,
 }
 
-pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+pub fn bench(mut args: BenchArgs) -> anyhow::Result<()> {
+    if args.quick {
+        args.events = args.events.min(QUICK_EVENTS);
+        args.rounds = 1;
+        args.latency_secs = args.latency_secs.min(QUICK_LATENCY_SECS);
+    }
+    let plan = latency::LatencyPlan {
+        fractions: args.rates.clone(),
+        warmup: Duration::from_secs(1),
+        measure: Duration::from_secs(args.latency_secs),
+    };
+    if args.latency {
+        plan.check()?;
+    }
     if args.rounds == 0 || args.events == 0 {
         bail!("--rounds and --events must be at least 1");
     }
@@ -168,7 +203,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     let job_median = median(&job);
     let baseline_median = median(&baseline);
-    let report = BenchReport {
+    let mut report = BenchReport {
         mode: if args.kafka {
             "kafka → kafka"
         } else {
@@ -180,11 +215,47 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         job_median,
         baseline_median,
         ratio: job_median / baseline_median.max(1e-9),
+        latency: Vec::new(),
     };
     println!(
         "{} · {} events · {} rounds\n  job       median {:>10.0} events/s\n  baseline  median {:>10.0} events/s\n  ratio job / baseline {:.3}",
         report.mode, report.events, args.rounds, report.job_median, report.baseline_median, report.ratio
     );
+    if args.latency {
+        let properties: Vec<(String, String)> = args
+            .properties
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        for (i, &fraction) in plan.fractions.iter().enumerate() {
+            let round = i as u32 + 1;
+            let rate = fraction * report.job_median;
+            eprintln!(
+                "latency {:.0} %: {rate:.0} events/s for {} s",
+                fraction * 100.0,
+                plan.measure.as_secs()
+            );
+            let dir = work.0.join(format!("latency-{round}"));
+            std::fs::create_dir_all(&dir).context("cannot create a latency folder")?;
+            let input = format!("bench-live-{round}-{tag}");
+            let config = kafka_config(&args, &dir, "lat", &input, &graph, &tag, round)?;
+            let setup = latency::RateSetup {
+                exe: &exe,
+                config: PathBuf::from(config),
+                input_topic: input,
+                results_topic: results_topic("lat", round, &tag),
+                dir,
+                brokers: &args.brokers,
+                properties: &properties,
+                events: &events,
+            };
+            report
+                .latency
+                .push(latency::measure_rate(&setup, fraction, rate, &plan)?);
+        }
+        latency::print_table(report.job_median, &report.latency);
+    }
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report).context("cannot encode the report")?;
         std::fs::write(path, json)
@@ -236,12 +307,13 @@ fn kafka_config(
         "[source]\nkind = \"kafka\"\n[sink]\nkind = \"kafka\"\n[dead_letter]\nkind = \"kafka\"\n\
          [graph]\nkind = \"memory\"\npath = {graph}\n\
          [kafka]\nbrokers = {brokers}\ngroup_id = \"bench-{who}-{round}-{tag}\"\n\
-         input_topics = [{input}]\nresults_topic = \"bench-results-{who}-{round}-{tag}\"\n\
+         input_topics = [{input}]\nresults_topic = {results}\n\
          dead_letter_topic = \"bench-dead-{who}-{round}-{tag}\"\ncreate_topics = true\n\
          partitions = 4\n[kafka.properties]\n",
         graph = toml_string(path_str(graph)?),
         brokers = toml_string(&args.brokers),
         input = toml_string(input),
+        results = toml_string(&results_topic(who, round, tag)),
     );
     for property in &args.properties {
         if let Some((key, value)) = property.split_once('=') {
@@ -255,6 +327,11 @@ fn kafka_config(
     let path = dir.join(format!("{who}.toml"));
     std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(path_str(&path)?.to_owned())
+}
+
+/// The results topic of one run.
+fn results_topic(who: &str, round: u32, tag: &str) -> String {
+    format!("bench-results-{who}-{round}-{tag}")
 }
 
 /// A TOML basic string holding `s`.
@@ -361,6 +438,10 @@ mod tests {
             brokers: "127.0.0.1:19092".into(),
             properties: vec!["compression.type = lz4".into()],
             json: None,
+            latency: false,
+            rates: vec![0.5],
+            latency_secs: 1,
+            quick: false,
         };
         let path = kafka_config(
             &args,

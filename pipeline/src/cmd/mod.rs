@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod gen;
 pub mod graph;
+pub mod latency;
 pub mod model;
 pub mod passthrough;
 pub mod produce;
