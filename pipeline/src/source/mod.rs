@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub mod align;
 pub mod file;
 pub mod generator;
 pub mod kafka;
