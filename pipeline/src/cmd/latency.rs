@@ -32,6 +32,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Offset, TopicPartitionList};
 
 use riskstream_config::KafkaConfig;
+use riskstream_pipeline::job::Latency;
 use riskstream_pipeline::kafka::{client_config, ensure_topics};
 use riskstream_pipeline::observe::Stage;
 
@@ -80,28 +81,24 @@ impl LatencyPlan {
     }
 }
 
-/// Latency percentiles in milliseconds.
+/// Latency percentiles in milliseconds: the run summary's, and the 99.9th.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Percentiles {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
+    #[serde(flatten)]
+    pub summary: Latency,
     pub p99_9: f64,
-    pub max: f64,
 }
 
 impl Percentiles {
     fn of_micros(histogram: &Histogram<u64>) -> Percentiles {
-        if histogram.is_empty() {
-            return Percentiles::default();
-        }
-        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        let p99_9 = if histogram.is_empty() {
+            0.0
+        } else {
+            histogram.value_at_quantile(0.999) as f64 / 1000.0
+        };
         Percentiles {
-            p50: ms(0.5),
-            p90: ms(0.9),
-            p99: ms(0.99),
-            p99_9: ms(0.999),
-            max: histogram.max() as f64 / 1000.0,
+            summary: Latency::of_micros(histogram),
+            p99_9,
         }
     }
 }
@@ -237,7 +234,7 @@ pub fn print_table(max_rate: f64, rows: &[RateRow]) {
          rate   target/s    sent/s  received/sent      p50     p90     p99   p99.9     max   job p50  job p99  (ms)"
     );
     for row in rows {
-        let l = &row.latency_ms;
+        let l = &row.latency_ms.summary;
         println!(
             "  {:>4.0} % {:>10.0} {:>9.0} {:>8}/{:<7} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.1}   {:>7.2}  {:>7.2}",
             row.fraction * 100.0,
@@ -248,7 +245,7 @@ pub fn print_table(max_rate: f64, rows: &[RateRow]) {
             l.p50,
             l.p90,
             l.p99,
-            l.p99_9,
+            row.latency_ms.p99_9,
             l.max,
             row.job_latency_p50_ms,
             row.job_latency_p99_ms,
