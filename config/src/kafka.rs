@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use toml::{Table, Value};
 
 use crate::document::Document;
+use crate::duration::format_duration;
 use crate::read::{whole_value, KeyPath, Report, Section};
 use crate::redact;
 use crate::secret::REDACTED;
@@ -52,6 +54,16 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Replication factor of topics created at start.
     pub replication: i32,
+    /// Whether the source hands out the records of its partitions in event-time order
+    /// (message timestamp, then partition, then offset) instead of in arrival order.
+    pub align_partitions: bool,
+    /// How far a partition's next record may be ahead of the newest record handed out
+    /// from a partition that ran dry in memory, without waiting for that partition's
+    /// next fetch. Zero makes the order a function of the topic's contents alone.
+    pub max_partition_skew: Duration,
+    /// How long a partition that has data on the broker but delivers none may hold the
+    /// others back; after that it is left out of the alignment until it brings data.
+    pub idle_timeout: Duration,
     /// Client properties passed to the Kafka client as is (`security.protocol`,
     /// `sasl.password`, ...). Values of secret-looking names are never printed.
     pub properties: BTreeMap<String, String>,
@@ -109,6 +121,28 @@ pub(crate) fn default_replication() -> i32 {
     1
 }
 
+/// On: a backlog read from several partitions is processed in event-time order, so its
+/// windows see what a time-ordered read would, and two runs over the same topic agree.
+pub(crate) fn default_align_partitions() -> bool {
+    true
+}
+
+/// Zero: the order depends on the data, never on fetch timing (a partition empty at the
+/// broker's end never waits for, so live traffic is not delayed by it).
+pub(crate) fn default_max_partition_skew() -> Duration {
+    Duration::ZERO
+}
+
+/// 2 s: far longer than a fetch round trip on a loaded broker, so that a backlog is not
+/// reordered because one fetch was slow; short enough that a stuck partition delays the
+/// others only briefly.
+pub(crate) fn default_idle_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// The longest `kafka.max_partition_skew` and `kafka.idle_timeout` accepted: an hour.
+const MAX_ALIGNMENT_WAIT: Duration = Duration::from_secs(3600);
+
 /// None: librdkafka's own defaults apply.
 pub(crate) fn default_properties() -> BTreeMap<String, String> {
     BTreeMap::new()
@@ -126,6 +160,9 @@ impl Default for KafkaConfig {
             create_topics: default_create_topics(),
             partitions: default_partitions(),
             replication: default_replication(),
+            align_partitions: default_align_partitions(),
+            max_partition_skew: default_max_partition_skew(),
+            idle_timeout: default_idle_timeout(),
             properties: default_properties(),
         }
     }
@@ -149,6 +186,9 @@ impl fmt::Debug for KafkaConfig {
             .field("create_topics", &self.create_topics)
             .field("partitions", &self.partitions)
             .field("replication", &self.replication)
+            .field("align_partitions", &self.align_partitions)
+            .field("max_partition_skew", &self.max_partition_skew)
+            .field("idle_timeout", &self.idle_timeout)
             .field("properties", &properties)
             .finish()
     }
@@ -192,6 +232,9 @@ impl KafkaConfig {
             create_topics: s.boolean("create_topics", default_create_topics()),
             partitions: s.whole("partitions", default_partitions()),
             replication: s.whole("replication", default_replication()),
+            align_partitions: s.boolean("align_partitions", default_align_partitions()),
+            max_partition_skew: s.duration("max_partition_skew", default_max_partition_skew()),
+            idle_timeout: s.duration("idle_timeout", default_idle_timeout()),
             properties: s.text_table("properties"),
         };
         s.finish();
@@ -214,6 +257,12 @@ impl KafkaConfig {
         section.set("create_topics", self.create_topics);
         section.set("partitions", whole_value(self.partitions));
         section.set("replication", whole_value(self.replication));
+        section.set("align_partitions", self.align_partitions);
+        section.set(
+            "max_partition_skew",
+            format_duration(self.max_partition_skew),
+        );
+        section.set("idle_timeout", format_duration(self.idle_timeout));
         let properties = doc.section("kafka.properties");
         for (name, value) in &self.properties {
             properties.set(name, shown_property(name, value, redact));
@@ -275,6 +324,20 @@ impl KafkaConfig {
             "at least 1",
             self.replication,
             whole_value(default_replication()),
+        );
+        r.require(
+            self.max_partition_skew <= MAX_ALIGNMENT_WAIT,
+            "kafka.max_partition_skew",
+            "at most 1h",
+            format!("{:?}", format_duration(self.max_partition_skew)),
+            format_duration(default_max_partition_skew()),
+        );
+        r.require(
+            !self.idle_timeout.is_zero() && self.idle_timeout <= MAX_ALIGNMENT_WAIT,
+            "kafka.idle_timeout",
+            "more than 0s and at most 1h",
+            format!("{:?}", format_duration(self.idle_timeout)),
+            format_duration(default_idle_timeout()),
         );
         let properties = KeyPath::of("kafka.properties");
         for name in self.properties.keys() {

@@ -633,6 +633,25 @@ fn kafka_properties_owned_by_typed_keys_are_rejected() {
 }
 
 #[test]
+fn partition_alignment_is_on_by_default_and_a_zero_idle_timeout_names_its_key() {
+    let config = Config::default();
+    assert!(config.kafka.align_partitions);
+    assert_eq!(config.kafka.max_partition_skew, Duration::ZERO);
+    let message = only_problem(Config::from_toml_str("[kafka]\nidle_timeout = \"0s\"\n"));
+    assert_eq!(
+        message,
+        "`kafka.idle_timeout`: must be more than 0s and at most 1h, found \"0s\"; set it like `idle_timeout = \"2s\"`"
+    );
+    let message = only_problem(Config::from_toml_str(
+        "[kafka]\nmax_partition_skew = \"2h\"\n",
+    ));
+    assert!(
+        message.starts_with("`kafka.max_partition_skew`: must be at most 1h"),
+        "{message}"
+    );
+}
+
+#[test]
 fn nested_and_quoted_property_names_mean_the_same_property() {
     let config = Config::from_toml_str(
         "[kafka.properties]\nsasl.mechanisms = \"PLAIN\"\n\"socket.timeout.ms\" = 30000\n",
@@ -923,6 +942,9 @@ fn the_printed_toml_loads_back_as_the_same_configuration() {
             create_topics: true,
             partitions: 12,
             replication: 3,
+            align_partitions: false,
+            max_partition_skew: Duration::from_millis(250),
+            idle_timeout: Duration::from_secs(7),
             properties: [("linger.ms".to_owned(), "5".to_owned())].into(),
         },
         admin: AdminConfig {

@@ -99,6 +99,29 @@ pub fn produce(topic: &str, file: &Path, partitions: i32) {
     ]);
 }
 
+/// Grows `topic` to `total` partitions; the new ones are empty.
+pub fn add_partitions(topic: &str, total: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("an admin client can be created");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let results = runtime
+        .block_on(admin.create_partitions(
+            &[NewPartitions::new(topic, total)],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .expect("the broker answers");
+    for result in results {
+        result.expect("the partitions are added");
+    }
+}
+
 /// Topics and group of one job deployment.
 #[derive(Debug, Clone)]
 pub struct Deployment {

@@ -65,6 +65,16 @@ use crate::metrics::Metrics;
 
 pub use events::Emit;
 pub use kafka_stats::PartitionLag;
+
+/// Where one partition the Kafka source aligns stands in event time: the timestamp (ms
+/// since the Unix epoch) of its next record, or of the last it handed out when it holds
+/// none; `None` before its first record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionEventTime {
+    pub topic: String,
+    pub partition: i32,
+    pub event_time_ms: Option<i64>,
+}
 pub use prometheus::{AtomicHistogram, Stage, LATENCY_BUCKETS, NAMES, STAGE_BUCKETS};
 pub use readiness::{GraphHealth, NotReady, Readiness};
 
@@ -112,6 +122,11 @@ pub(crate) struct Values {
     /// Latest consumer lag per assigned partition, replaced whole by each statistics
     /// report (so revoked partitions disappear); a scrape loads it without locking.
     pub(crate) consumer_lag: ArcSwap<Vec<PartitionLag>>,
+    /// Where each partition the Kafka source aligns stands in event time, replaced whole
+    /// after every batch.
+    pub(crate) partition_event_times: ArcSwap<Vec<PartitionEventTime>>,
+    /// Nanoseconds the Kafka source held records back waiting for a dry partition.
+    pub(crate) alignment_wait_ns: AtomicU64,
     /// Messages waiting in the producer's queue; -1 until a producer reports.
     pub(crate) producer_queue: AtomicI64,
     /// The model that scores now, for `riskstream_model_info{version}`.
@@ -146,6 +161,8 @@ impl Observer {
             event_latency: AtomicHistogram::new(LATENCY_BUCKETS),
             stages: std::array::from_fn(|_| AtomicHistogram::new(STAGE_BUCKETS)),
             consumer_lag: ArcSwap::from_pointee(Vec::new()),
+            partition_event_times: ArcSwap::from_pointee(Vec::new()),
+            alignment_wait_ns: AtomicU64::new(0),
             producer_queue: AtomicI64::new(-1),
             model_version: ArcSwapOption::empty(),
             snapshot_published_ns: AtomicU64::new(u64::MAX),
@@ -248,6 +265,17 @@ impl Observer {
     /// Replaces the consumer lag of every partition.
     pub fn set_consumer_lag(&self, lag: Vec<PartitionLag>) {
         self.values.consumer_lag.store(Arc::new(lag));
+    }
+
+    /// Replaces where every aligned partition stands in event time.
+    pub fn set_partition_event_times(&self, times: Vec<PartitionEventTime>) {
+        self.values.partition_event_times.store(Arc::new(times));
+    }
+
+    /// Adds time the Kafka source held records back waiting for a dry partition.
+    pub fn add_alignment_wait(&self, waited: Duration) {
+        let ns = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.values.alignment_wait_ns.fetch_add(ns, Relaxed);
     }
 
     /// Messages waiting in the producer's queue.

@@ -41,6 +41,9 @@ pub const NAMES: &[&str] = &[
     "riskstream_ready",
     "riskstream_producer_queue_messages",
     "riskstream_kafka_consumer_lag",
+    "riskstream_kafka_partition_event_time_seconds",
+    "riskstream_kafka_partition_skew_seconds",
+    "riskstream_kafka_alignment_wait_seconds_total",
     "riskstream_event_latency_seconds",
     "riskstream_stage_seconds",
 ];
@@ -199,6 +202,58 @@ fn counters<'v>(
         let labels = [(label, value)];
         ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
     }
+    Ok(())
+}
+
+/// The Kafka source's alignment: each partition's event time, its distance ahead of the
+/// slowest, and the time spent holding records back. Left out when nothing is aligned.
+fn encode_alignment(enc: &mut DescriptorEncoder<'_>, v: &Values) -> std::fmt::Result {
+    let times = v.partition_event_times.load();
+    if times.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<(&str, i32, i64)> = times
+        .iter()
+        .filter_map(|p| {
+            p.event_time_ms
+                .map(|ms| (p.topic.as_str(), p.partition, ms))
+        })
+        .collect();
+    let slowest = known.iter().map(|(_, _, ms)| *ms).min().unwrap_or(0);
+    let seconds = |ms: i64| ms as f64 / 1000.0;
+    for (name, help, value) in [
+        (
+            "kafka_partition_event_time_seconds",
+            "Event time (message timestamp, Unix seconds) of the partition's next record, or of its last one when it holds none.",
+            None,
+        ),
+        (
+            "kafka_partition_skew_seconds",
+            "Seconds the partition's event time is ahead of the slowest aligned partition.",
+            Some(slowest),
+        ),
+    ] {
+        let mut family = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (topic, partition, ms) in &known {
+            let labels = [
+                ("topic", (*topic).to_owned()),
+                ("partition", partition.to_string()),
+            ];
+            let shown = match value {
+                None => seconds(*ms),
+                Some(slowest) => seconds(ms.saturating_sub(slowest)),
+            };
+            ConstGauge::new(shown).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let waited = v.alignment_wait_ns.load(Relaxed) as f64 / 1e9;
+    let family = enc.encode_descriptor(
+        "kafka_alignment_wait_seconds",
+        "Seconds the Kafka source held records back, waiting for a partition with data on the broker to deliver it.",
+        None,
+        MetricType::Counter,
+    )?;
+    ConstCounter::new(waited).encode(family)?;
     Ok(())
 }
 
@@ -422,6 +477,8 @@ impl Collector for Scrape {
                 ConstGauge::new(p.lag).encode(family.encode_family(&labels)?)?;
             }
         }
+
+        encode_alignment(&mut enc, v)?;
 
         v.event_latency.encode(enc.encode_descriptor(
             "event_latency_seconds",

@@ -282,6 +282,44 @@ async fn metrics_show_the_jobs_counters_under_their_prometheus_names() {
 }
 
 #[tokio::test]
+async fn aligned_partitions_show_their_event_time_their_skew_and_the_time_held_back() {
+    let job = start("kafka").await;
+    let at = |partition, ms| PartitionEventTime {
+        topic: "events".to_owned(),
+        partition,
+        event_time_ms: ms,
+    };
+    job.observer.set_partition_event_times(vec![
+        at(0, Some(1_700_000_000_000)),
+        at(1, Some(1_700_000_090_500)),
+        at(2, None),
+    ]);
+    job.observer.add_alignment_wait(Duration::from_millis(1500));
+    job.observer.add_alignment_wait(Duration::from_millis(250));
+    let m = get(job.addr(), "/metrics").await.body;
+    let series = |name: &str, partition: i32| {
+        sample(
+            &m,
+            &format!(
+                "riskstream_kafka_partition_{name}{{topic=\"events\",partition=\"{partition}\"}}"
+            ),
+        )
+    };
+    assert_eq!(series("event_time_seconds", 1), 1_700_000_090.5);
+    assert_eq!(series("skew_seconds", 0), 0.0);
+    assert_eq!(series("skew_seconds", 1), 90.5);
+    assert!(
+        !m.contains("partition=\"2\""),
+        "a partition without records yet has no event time:\n{m}"
+    );
+    assert_eq!(
+        sample(&m, "riskstream_kafka_alignment_wait_seconds_total"),
+        1.75
+    );
+    let _ = job.stop.send(());
+}
+
+#[tokio::test]
 async fn consumer_lag_from_kafka_statistics_is_shown_per_partition_and_revoked_ones_disappear() {
     let job = start("kafka").await;
     job.observer

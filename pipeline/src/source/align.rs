@@ -117,11 +117,18 @@ impl<K: Ord + Clone, T> Aligner<K, T> {
         self.lanes.get(key).map_or(0, |lane| lane.records.len())
     }
 
-    /// The head timestamp of every lane that has one, for the metrics.
-    pub fn heads(&self) -> impl Iterator<Item = (&K, i64)> {
-        self.lanes
-            .iter()
-            .filter_map(|(k, lane)| lane.records.front().map(|(ts, _, _)| (k, *ts)))
+    /// Where each lane stands in event time, for the metrics: its head's timestamp, or
+    /// when it holds nothing the newest timestamp it handed out (`None` before its first).
+    pub fn event_times(&self) -> impl Iterator<Item = (&K, Option<i64>)> {
+        self.lanes.iter().map(|(k, lane)| {
+            let head = lane.records.front().map(|(ts, _, _)| *ts);
+            (k, head.or(lane.last_out))
+        })
+    }
+
+    /// The keys of every lane, assigned or with records.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.lanes.keys()
     }
 
     /// The next record to hand out, with its partition key and timestamp and offset, or

@@ -13,8 +13,18 @@
 //! commits, and only then lets the partitions go. Records of revoked partitions that were
 //! read but not yet handed to the job are dropped; the partitions' next owner reads them
 //! again from the committed offset.
+//!
+//! With `kafka.align_partitions` (the default) the records of all assigned partitions go
+//! to the job in event-time order: every message read waits in its partition's lane of an
+//! [`Aligner`], which hands out the smallest (message timestamp, topic, partition, offset)
+//! once no partition with data still on the broker could bring a smaller one. A partition
+//! read to its end (librdkafka's partition EOF) or silent for `kafka.idle_timeout` holds
+//! nobody back. A lane that fills up has its partition paused until it drains: librdkafka
+//! drops what it had prefetched for a paused partition and fetches again from the last
+//! message handed to riskstream, so pausing loses nothing. The order within a partition
+//! never changes, so the commit-after-delivery rule above holds as it is.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,10 +38,11 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use riskstream_config::{AutoOffsetReset, KafkaConfig};
 
+use super::align::{Aligner, Waiting};
 use super::{BlockingSource, RawBatch, SourceError};
 use crate::kafka::{client_config, describe, ClientSecrets, KafkaSetupError};
 use crate::observe::events::{Emit, RebalanceChange, Rebalanced};
-use crate::observe::Observer;
+use crate::observe::{Observer, PartitionEventTime};
 
 /// How long a revoke waits for the revoked partitions' in-flight records to be delivered.
 /// Below the group's default `max.poll.interval.ms` (5 minutes) so the member never gets
@@ -41,6 +52,12 @@ pub const REVOKE_WAIT: Duration = Duration::from_secs(60);
 /// How long one call waits for the first message before returning an empty batch, so that
 /// the job notices a shutdown request while the topic is idle.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Records one partition's lane may hold before the partition is paused, and the level at
+/// which it is resumed: a few batches, so that a paused partition never runs dry before
+/// its next fetch arrives, at about 200 bytes a record a few megabytes per partition.
+const LANE_PAUSE_AT: usize = 8192;
+const LANE_RESUME_AT: usize = 2048;
 
 /// Offsets per partition: the next offset handed to the job and the next one delivered.
 #[derive(Debug, Default)]
@@ -57,10 +74,11 @@ type PartitionKey = (Arc<str>, i32);
 struct InFlight {
     partitions: Mutex<HashMap<PartitionKey, PartitionProgress>>,
     changed: Condvar,
-    /// Bumped on every revoke, so the reader knows to drop records it holds for revoked
-    /// partitions.
-    revocations: AtomicU64,
+    /// Bumped on every revoke and assignment, so the reader knows to drop records it holds
+    /// for revoked partitions and to align over the assigned ones.
+    rebalances: AtomicU64,
     revoked: Mutex<Vec<(String, i32)>>,
+    assigned: Mutex<Vec<(String, i32)>>,
 }
 
 impl InFlight {
@@ -186,7 +204,7 @@ impl ConsumerContext for SourceContext {
         if let Ok(mut list) = self.in_flight.revoked.lock() {
             list.extend(revoked);
         }
-        self.in_flight.revocations.fetch_add(1, Ordering::SeqCst);
+        self.in_flight.rebalances.fetch_add(1, Ordering::SeqCst);
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -204,6 +222,10 @@ impl ConsumerContext for SourceContext {
             } else {
                 tracing::info!(partitions = ?assigned, "partitions assigned");
             }
+            if let Ok(mut list) = self.in_flight.assigned.lock() {
+                list.extend(assigned);
+            }
+            self.in_flight.rebalances.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -274,12 +296,10 @@ fn newest_offsets(batch: &RawBatch) -> Vec<(i32, i64)> {
     newest
 }
 
-/// One message read but not yet in a batch, because the batch was for another topic.
+/// One message read but not yet in a batch: waiting in its partition's lane, or popped
+/// for a batch of another topic.
 struct Held {
-    topic: Arc<str>,
     payload: Vec<u8>,
-    partition: i32,
-    offset: i64,
     received: Instant,
 }
 
@@ -293,9 +313,17 @@ pub struct KafkaSource {
     batch_timeout: Duration,
     max_bytes: usize,
     keep: usize,
-    held: Option<Held>,
-    revocations_seen: u64,
+    /// Messages read and not handed out yet, per partition, in the order they go out.
+    lanes: Aligner<PartitionKey, Held>,
+    /// Partitions paused because their lane is full.
+    paused: HashSet<PartitionKey>,
+    /// A record popped from the lanes for a batch of another topic: the next batch's first.
+    next: Option<(PartitionKey, i64, Held)>,
+    rebalances_seen: u64,
     errors_logged_at: Option<Instant>,
+    observer: Option<Arc<Observer>>,
+    /// Since when the lanes have held records back waiting for a dry partition.
+    held_back_since: Option<Instant>,
 }
 
 impl KafkaSource {
@@ -322,7 +350,15 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set_log_level(RDKafkaLogLevel::Warning);
         for (name, value) in [
-            ("enable.partition.eof", "false"),
+            // The end of a partition tells the alignment that it holds nobody back.
+            (
+                "enable.partition.eof",
+                if kafka.align_partitions {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
             // Stored offsets reach the broker within a second (librdkafka's default is
             // 5 s): after a crash, at most about a second of delivered events is redone.
             ("auto.commit.interval.ms", "1000"),
@@ -341,7 +377,7 @@ impl KafkaSource {
         let consumer: SourceConsumer = config
             .create_with_context(SourceContext {
                 in_flight: in_flight.clone(),
-                observer,
+                observer: observer.clone(),
                 secrets: ClientSecrets::new(kafka),
             })
             .map_err(|source| KafkaSetupError::client("consumer", kafka, &source))?;
@@ -352,6 +388,7 @@ impl KafkaSource {
                 topics: kafka.input_topics.clone(),
                 source,
             })?;
+        let skew = kafka.align_partitions.then_some(kafka.max_partition_skew);
         Ok(KafkaSource {
             consumer: Arc::new(consumer),
             in_flight,
@@ -365,9 +402,13 @@ impl KafkaSource {
             batch_timeout,
             max_bytes,
             keep,
-            held: None,
-            revocations_seen: 0,
+            lanes: Aligner::new(skew, kafka.idle_timeout),
+            paused: HashSet::new(),
+            next: None,
+            rebalances_seen: 0,
             errors_logged_at: None,
+            observer,
+            held_back_since: None,
         })
     }
 
@@ -408,125 +449,209 @@ impl KafkaSource {
         }
     }
 
-    /// Drops records of partitions revoked since the batch was started: they were not
-    /// handed to the job, and the partitions' next owner reads them from the committed offset.
-    fn drop_revoked(&mut self, batch: &mut RawBatch) {
-        let now = self.in_flight.revocations.load(Ordering::SeqCst);
-        if now == self.revocations_seen {
+    /// Applies the rebalances since the last call: records of revoked partitions are
+    /// dropped from the batch and the lanes (they were not handed to the job, and the
+    /// partitions' next owner reads them from the committed offset); assigned partitions
+    /// get a lane, so that they hold the others back until they bring data or reach their
+    /// end.
+    fn apply_rebalances(&mut self, batch: &mut RawBatch) {
+        let now = self.in_flight.rebalances.load(Ordering::SeqCst);
+        if now == self.rebalances_seen {
             return;
         }
-        self.revocations_seen = now;
-        let revoked = std::mem::take(
-            &mut *self
-                .in_flight
-                .revoked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        self.rebalances_seen = now;
+        let take = |list: &Mutex<Vec<(String, i32)>>| {
+            std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        let revoked = take(&self.in_flight.revoked);
+        let assigned = take(&self.in_flight.assigned);
         let gone = |topic: &str, partition: i32| {
             revoked.iter().any(|(t, p)| t == topic && *p == partition)
         };
-        if let Some(held) = &self.held {
-            if gone(&held.topic, held.partition) {
-                self.held = None;
+        for (topic, partition) in &revoked {
+            let key = (self.topic(topic), *partition);
+            self.lanes.revoke(&key);
+            self.paused.remove(&key);
+        }
+        if self
+            .next
+            .as_ref()
+            .is_some_and(|((topic, partition), _, _)| gone(topic, *partition))
+        {
+            self.next = None;
+        }
+        let started = Instant::now();
+        let mut resume = TopicPartitionList::new();
+        for (topic, partition) in &assigned {
+            self.lanes.assign((self.topic(topic), *partition), started);
+            // A partition paused by an earlier owner's lane must not stay paused.
+            resume.add_partition(topic, *partition);
+        }
+        if resume.count() > 0 {
+            if let Err(err) = self.consumer.resume(&resume) {
+                tracing::debug!(error = %err, "cannot resume assigned partitions");
             }
         }
-        if !batch
+        if batch
             .records
             .iter()
             .any(|r| gone(&batch.topic, r.partition))
         {
+            *batch = batch.without(|record| gone(&batch.topic, record.partition));
+        }
+    }
+
+    /// Puts one message read from the consumer into its partition's lane, pausing the
+    /// partition when the lane is full.
+    fn read(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        let key = (self.topic(message.topic()), message.partition());
+        let received = Instant::now();
+        // Without a timestamp a record goes out as soon as it is the oldest of its lane.
+        let timestamp = message.timestamp().to_millis().unwrap_or(i64::MIN);
+        let held = Held {
+            payload: message.payload().unwrap_or(&[]).to_vec(),
+            received,
+        };
+        self.lanes
+            .push(key.clone(), timestamp, message.offset(), held, received);
+        if self.lanes.buffered(&key) >= LANE_PAUSE_AT && !self.paused.contains(&key) {
+            self.pause(key, true);
+        }
+    }
+
+    /// Pauses or resumes one partition's fetching.
+    fn pause(&mut self, key: PartitionKey, pause: bool) {
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        tpl.add_partition(&key.0, key.1);
+        let done = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        match done {
+            Ok(()) if pause => {
+                self.paused.insert(key);
+            }
+            Ok(()) => {
+                self.paused.remove(&key);
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, partition = ?key, pause, "cannot pause or resume")
+            }
+        }
+    }
+
+    /// Moves the records the alignment lets go into `batch`, up to `max`; stops early at
+    /// a record of another topic (kept as the next batch's first). Says whether the lanes
+    /// hold records back.
+    fn hand_out(&mut self, batch: &mut RawBatch, max: usize, now: Instant) -> bool {
+        if let Some((key, offset, held)) = self.next.take() {
+            self.add(batch, key, offset, held);
+        }
+        while batch.len() < max && self.next.is_none() {
+            match self.lanes.pop(now) {
+                Ok((key, _, offset, held)) => {
+                    if !batch.is_empty() && batch.topic != key.0 {
+                        self.next = Some((key, offset, held));
+                        break;
+                    }
+                    if self.paused.contains(&key) && self.lanes.buffered(&key) <= LANE_RESUME_AT {
+                        self.pause(key.clone(), false);
+                    }
+                    self.add(batch, key, offset, held);
+                }
+                Err(Waiting::Empty) => return false,
+                Err(Waiting::For(_)) => return true,
+            }
+        }
+        false
+    }
+
+    fn add(&self, batch: &mut RawBatch, key: PartitionKey, offset: i64, held: Held) {
+        if batch.is_empty() && batch.topic != key.0 {
+            batch.topic = key.0;
+        }
+        self.push(batch, &held.payload, key.1, offset, held.received);
+    }
+
+    /// Counts the time the lanes held records back and shows where each partition stands
+    /// in event time.
+    fn observe(&mut self, holding_back: bool, now: Instant) {
+        let Some(observer) = &self.observer else {
             return;
-        }
-        let mut kept = RawBatch::new(batch.topic.clone(), batch.len());
-        for (i, record) in batch.records.iter().enumerate() {
-            if gone(&batch.topic, record.partition) {
-                continue;
+        };
+        match (holding_back, self.held_back_since) {
+            (true, None) => self.held_back_since = Some(now),
+            (false, Some(since)) => {
+                observer.add_alignment_wait(now.saturating_duration_since(since));
+                self.held_back_since = None;
             }
-            let payload = batch.payload(record);
-            match batch.oversize_len(i) {
-                Some(size) => kept.push_oversize(
-                    payload,
-                    size,
-                    record.partition,
-                    record.offset,
-                    record.received,
-                ),
-                None => kept.push(payload, record.partition, record.offset, record.received),
-            }
+            _ => {}
         }
-        *batch = kept;
+        observer.set_partition_event_times(
+            self.lanes
+                .event_times()
+                .map(|((topic, partition), ms)| PartitionEventTime {
+                    topic: topic.to_string(),
+                    partition: *partition,
+                    event_time_ms: ms,
+                })
+                .collect(),
+        );
     }
 }
 
 impl BlockingSource for KafkaSource {
     fn next_batch(&mut self, max: usize) -> Result<Option<RawBatch>, SourceError> {
-        let mut batch = match self.held.take() {
-            Some(held) => {
-                let mut batch = RawBatch::new(held.topic.clone(), max);
-                self.push(
-                    &mut batch,
-                    &held.payload,
-                    held.partition,
-                    held.offset,
-                    held.received,
-                );
-                batch
-            }
-            None => RawBatch::new(
-                self.topics
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from("")),
-                max,
-            ),
-        };
-        let mut first_at = (!batch.is_empty()).then(Instant::now);
+        let started = Instant::now();
+        let topic = self
+            .topics
+            .first()
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""));
+        let mut batch = RawBatch::new(topic, max);
+        let mut first_at = None;
         // A second handle, so that a polled message may borrow it while `self` changes.
         let consumer = self.consumer.clone();
-        while batch.len() < max {
-            let wait = match first_at {
-                None => IDLE_POLL,
-                Some(at) => match self.batch_timeout.checked_sub(at.elapsed()) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => break,
-                },
+        let holding_back = loop {
+            let now = Instant::now();
+            let holding_back = self.hand_out(&mut batch, max, now);
+            if batch.len() >= max || self.next.is_some() {
+                break holding_back;
+            }
+            if !batch.is_empty() {
+                first_at.get_or_insert(now);
+            }
+            let left = match first_at {
+                None => IDLE_POLL.checked_sub(started.elapsed()),
+                Some(at) => self.batch_timeout.checked_sub(at.elapsed()),
+            };
+            let wait = match left {
+                Some(left) if !left.is_zero() => left,
+                _ => break holding_back,
             };
             let polled = consumer.poll(wait);
-            self.drop_revoked(&mut batch);
+            self.apply_rebalances(&mut batch);
             match polled {
-                None if first_at.is_none() => break,
-                None => continue,
-                Some(Err(err)) => {
-                    self.log_error(&err);
-                    if first_at.is_none() {
-                        break;
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    // The error names no topic: every input topic's partition of that
+                    // number counts as at its end (at worst one waits less than it could).
+                    let ends: Vec<PartitionKey> = self
+                        .lanes
+                        .keys()
+                        .filter(|(_, p)| *p == partition)
+                        .cloned()
+                        .collect();
+                    for key in &ends {
+                        self.lanes.at_end(key);
                     }
                 }
-                Some(Ok(message)) => {
-                    let received = Instant::now();
-                    let payload = message.payload().unwrap_or(&[]);
-                    let (partition, offset) = (message.partition(), message.offset());
-                    if batch.is_empty() {
-                        if &*batch.topic != message.topic() {
-                            batch.topic = self.topic(message.topic());
-                        }
-                    } else if &*batch.topic != message.topic() {
-                        // One topic per batch: keep this one for the next batch.
-                        self.held = Some(Held {
-                            topic: self.topic(message.topic()),
-                            payload: payload.to_vec(),
-                            partition,
-                            offset,
-                            received,
-                        });
-                        break;
-                    }
-                    self.push(&mut batch, payload, partition, offset, received);
-                    first_at.get_or_insert(received);
-                }
+                Some(Err(err)) => self.log_error(&err),
+                Some(Ok(message)) => self.read(&message),
             }
-        }
+        };
+        self.observe(holding_back, Instant::now());
         if !batch.is_empty() {
             self.in_flight.sent(&batch.topic, &newest_offsets(&batch));
         }

@@ -87,6 +87,29 @@ impl RawBatch {
             .map(|(_, len)| *len)
     }
 
+    /// A copy of this batch without the records `drop` picks; what is kept keeps its
+    /// order and its oversize marks.
+    pub fn without(&self, drop: impl Fn(&RawRecord) -> bool) -> RawBatch {
+        let mut kept = RawBatch::new(self.topic.clone(), self.len());
+        for (i, record) in self.records.iter().enumerate() {
+            if drop(record) {
+                continue;
+            }
+            let payload = self.payload(record);
+            match self.oversize_len(i) {
+                Some(size) => kept.push_oversize(
+                    payload,
+                    size,
+                    record.partition,
+                    record.offset,
+                    record.received,
+                ),
+                None => kept.push(payload, record.partition, record.offset, record.received),
+            }
+        }
+        kept
+    }
+
     pub fn payload(&self, record: &RawRecord) -> &[u8] {
         &self.buf[record.range.clone()]
     }
