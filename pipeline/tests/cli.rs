@@ -1169,3 +1169,29 @@ fn accounts_idle_past_the_ttl_get_the_same_window_aggregates_as_without_eviction
     assert_eq!(s_without["keys_evicted"], 0, "{s_without}");
     assert!(s_with["keys_evicted"].is_u64(), "{s_with}");
 }
+
+#[test]
+fn a_missing_input_file_is_named_once_with_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.jsonl");
+    let out = bin()
+        .args(["run", "--quiet", "--input"])
+        .arg(&missing)
+        .arg("--output")
+        .arg(dir.path().join("out.jsonl"))
+        .env("RISKSTREAM__ADMIN__LISTEN", "")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line in:\n{stderr}"));
+    assert!(line.contains("cannot open input file"), "{line}");
+    assert_eq!(
+        line.matches("No such file or directory").count(),
+        1,
+        "the cause is shown once: {line}"
+    );
+}

@@ -124,9 +124,9 @@ impl FileSource {
     /// Opens `path`. `max_bytes` is `source.max_event_bytes`; `keep` is how much of an
     /// oversize line to keep (`dead_letter.max_payload_bytes`).
     pub fn open(path: &Path, max_bytes: usize, keep: usize) -> Result<Self, SourceError> {
-        let file = Input::open(path).map_err(|source| SourceError::Open {
+        let file = Input::open(path).map_err(|error| SourceError::Open {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Ok(FileSource {
             path: path.to_path_buf(),
@@ -249,11 +249,11 @@ impl BlockingSource for FileSource {
                     );
                     break;
                 }
-                Err(source) => {
+                Err(error) => {
                     return Err(SourceError::Read {
                         path: self.path.display().to_string(),
                         line: self.line,
-                        source,
+                        error,
                     })
                 }
             };

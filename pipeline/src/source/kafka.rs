@@ -284,6 +284,27 @@ impl KafkaAcknowledger {
     }
 }
 
+/// The high watermark of a partition as of the consumer's last fetch response for it,
+/// without asking the broker; `None` before the first.
+fn cached_high_watermark(consumer: &SourceConsumer, topic: &str, partition: i32) -> Option<i64> {
+    use rdkafka::bindings::{rd_kafka_get_watermark_offsets, rd_kafka_resp_err_t};
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client handle is valid while `consumer` lives; `topic` is NUL-terminated
+    // and outlives the call; librdkafka only reads its cached offsets and writes the two
+    // integers it is given.
+    let err = unsafe {
+        rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+}
+
 /// The newest offset of each partition in a batch.
 fn newest_offsets(batch: &RawBatch) -> Vec<(i32, i64)> {
     let mut newest: Vec<(i32, i64)> = Vec::new();
@@ -317,6 +338,8 @@ pub struct KafkaSource {
     lanes: Aligner<PartitionKey, Held>,
     /// Partitions paused because their lane is full.
     paused: HashSet<PartitionKey>,
+    /// The offset after the last message read from each partition.
+    read_up_to: HashMap<PartitionKey, i64>,
     /// A record popped from the lanes for a batch of another topic: the next batch's first.
     next: Option<(PartitionKey, i64, Held)>,
     rebalances_seen: u64,
@@ -357,6 +380,19 @@ impl KafkaSource {
                     "true"
                 } else {
                     "false"
+                },
+            ),
+            // Aligned, the lanes are filled in the order of the consumer's one queue, where
+            // each fetch puts up to this much of one partition in a row: smaller runs let
+            // the partition the merge waits for arrive sooner. Measured on a 200 000-event,
+            // 4-partition backlog: librdkafka's 1 MiB default held records back for more
+            // than half of the run; 128 KiB read as fast as unaligned reading.
+            (
+                "max.partition.fetch.bytes",
+                if kafka.align_partitions {
+                    "131072"
+                } else {
+                    "1048576"
                 },
             ),
             // Stored offsets reach the broker within a second (librdkafka's default is
@@ -404,6 +440,7 @@ impl KafkaSource {
             keep,
             lanes: Aligner::new(skew, kafka.idle_timeout),
             paused: HashSet::new(),
+            read_up_to: HashMap::new(),
             next: None,
             rebalances_seen: 0,
             errors_logged_at: None,
@@ -472,6 +509,7 @@ impl KafkaSource {
             let key = (self.topic(topic), *partition);
             self.lanes.revoke(&key);
             self.paused.remove(&key);
+            self.read_up_to.remove(&key);
         }
         if self
             .next
@@ -512,6 +550,7 @@ impl KafkaSource {
             payload: message.payload().unwrap_or(&[]).to_vec(),
             received,
         };
+        self.read_up_to.insert(key.clone(), message.offset() + 1);
         self.lanes
             .push(key.clone(), timestamp, message.offset(), held, received);
         if self.lanes.buffered(&key) >= LANE_PAUSE_AT && !self.paused.contains(&key) {
@@ -542,9 +581,9 @@ impl KafkaSource {
     }
 
     /// Moves the records the alignment lets go into `batch`, up to `max`; stops early at
-    /// a record of another topic (kept as the next batch's first). Says whether the lanes
-    /// hold records back.
-    fn hand_out(&mut self, batch: &mut RawBatch, max: usize, now: Instant) -> bool {
+    /// a record of another topic (kept as the next batch's first). Returns the partition
+    /// the lanes hold records back for, if they do.
+    fn hand_out(&mut self, batch: &mut RawBatch, max: usize, now: Instant) -> Option<PartitionKey> {
         if let Some((key, offset, held)) = self.next.take() {
             self.add(batch, key, offset, held);
         }
@@ -560,11 +599,22 @@ impl KafkaSource {
                     }
                     self.add(batch, key, offset, held);
                 }
-                Err(Waiting::Empty) => return false,
-                Err(Waiting::For(_)) => return true,
+                Err(Waiting::Empty) => return None,
+                Err(Waiting::For(key)) => return Some(key),
             }
         }
-        false
+        None
+    }
+
+    /// Whether `key`'s partition was read up to the high watermark its last fetch response
+    /// reported: then nothing more is on the broker as far as the consumer knows, and the
+    /// partition holds nobody back (librdkafka's end-of-partition event comes only with a
+    /// later, empty fetch response, which in a busy topic may never come).
+    fn caught_up(&self, key: &PartitionKey) -> bool {
+        let Some(&next) = self.read_up_to.get(key) else {
+            return false;
+        };
+        cached_high_watermark(&self.consumer, &key.0, key.1).is_some_and(|high| next >= high)
     }
 
     fn add(&self, batch: &mut RawBatch, key: PartitionKey, offset: i64, held: Held) {
@@ -615,7 +665,14 @@ impl BlockingSource for KafkaSource {
         let consumer = self.consumer.clone();
         let holding_back = loop {
             let now = Instant::now();
-            let holding_back = self.hand_out(&mut batch, max, now);
+            let waiting_for = self.hand_out(&mut batch, max, now);
+            if let Some(key) = &waiting_for {
+                if self.caught_up(key) {
+                    self.lanes.at_end(key);
+                    continue;
+                }
+            }
+            let holding_back = waiting_for.is_some();
             if batch.len() >= max || self.next.is_some() {
                 break holding_back;
             }

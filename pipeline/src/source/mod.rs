@@ -146,16 +146,15 @@ pub trait BlockingSource: Send {
 /// Errors that stop a source. Bad records are not source errors: they become dead letters.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot open input file `{path}`: {source}")]
-    Open {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot read input file `{path}` after line {line}: {source}")]
+    // The I/O error is part of the message, not the error's source: a report that prints
+    // the chain of sources would show it twice.
+    #[error("cannot open input file `{path}`: {error}")]
+    Open { path: String, error: std::io::Error },
+    #[error("cannot read input file `{path}` after line {line}: {error}")]
     Read {
         path: String,
         line: i64,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("the built-in generator failed: {0}")]
     Generator(String),
