@@ -345,6 +345,20 @@ fn train_with_the_same_seed_reports_the_same_metrics_and_the_model_loads() {
     assert_eq!(metrics[0], metrics[1]);
     let m: serde_json::Value = serde_json::from_str(&metrics[0]).unwrap();
     assert!(m["validation"]["roc_auc"].as_f64().unwrap() > 0.5);
+    // The default graph dropout is applied, recorded and its outage measured.
+    let training = &summary(&dir.path().join("m1/metadata.json"))["training"];
+    assert_eq!(training["dropout_share"], 0.2);
+    assert!(training["dropped_rows"].as_u64().unwrap() > 0, "{training}");
+    let dropped = training["dropped_features"].as_array().unwrap();
+    assert!(dropped.contains(&"graph_unavailable".into()), "{training}");
+    let outage = &m["outage"];
+    assert!(
+        outage["without_graph"]["block_rate"].as_f64().is_some()
+            && outage["with_graph"]["fraud_recall_at_review"]
+                .as_f64()
+                .is_some(),
+        "{outage}"
+    );
 
     // The trained model is usable by the job.
     let results = dir.path().join("results.jsonl");
@@ -410,6 +424,20 @@ fn train_with_the_same_seed_reports_the_same_metrics_and_the_model_loads() {
             && stderr.contains("unless --force"),
         "{stderr}"
     );
+}
+
+#[test]
+fn train_refuses_a_graph_dropout_that_is_not_a_share_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = bin()
+        .args(["train", "--graph-dropout", "1", "--data"])
+        .arg(dir.path().join("none"))
+        .arg("--out")
+        .arg(dir.path().join("model"))
+        .output()
+        .unwrap();
+    refused(output, &["--graph-dropout 1", "up to but excluding 1"]);
+    assert!(!dir.path().join("model").exists());
 }
 
 #[cfg(unix)]
