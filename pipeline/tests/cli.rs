@@ -814,6 +814,53 @@ fn refused(output: Output, words: &[&str]) {
     }
 }
 
+/// Decisions of a run on 20 events whose graph (a Neo4j address where nothing listens)
+/// never answers, with `graph.unavailable_policy = policy`: (graph status, decision) pairs.
+fn decisions_with_the_graph_down(policy: &str) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let lines: Vec<String> = (0..20).map(event_line).collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = dir.path().join("results.jsonl");
+    ok(
+        file_run(dir.path(), &format!("unavailable_policy = \"{policy}\"\n"))
+            .env("RISKSTREAM__GRAPH__KIND", "neo4j")
+            .env("RISKSTREAM__GRAPH__URI", "bolt://127.0.0.1:1")
+            .env("RISKSTREAM__GRAPH__PASSWORD", "unused")
+            .env("RISKSTREAM__GRAPH__CACHE_WARM_UP", "false")
+            .args(["--quiet", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .arg("--dead-letter")
+            .arg(dir.path().join("dead.jsonl"))
+            .output()
+            .unwrap(),
+    );
+    read_lines(&out)
+        .iter()
+        .map(|r| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+            (text(&r["graph"]["status"]), text(&r["decision"]))
+        })
+        .collect()
+}
+
+#[test]
+fn with_the_graph_down_the_unavailable_policy_decides_every_event() {
+    for (policy, decision) in [("review", "review"), ("allow", "allow")] {
+        let decided = decisions_with_the_graph_down(policy);
+        assert_eq!(decided.len(), 20, "{policy}");
+        for (status, got) in &decided {
+            assert_eq!(
+                (status.as_str(), got.as_str()),
+                ("unavailable", decision),
+                "{policy}"
+            );
+        }
+    }
+}
+
 #[test]
 fn too_many_workers_on_the_command_line_are_refused_naming_the_option() {
     let dir = tempfile::tempdir().unwrap();
