@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the shipped model in models/riskstream-v1: generates a training set (seed 1)
-# and a held-out set (seed 2), trains with seed 42 and evaluates on the held-out set.
+# and a held-out set (seed 2), trains with seed 42 and evaluates on the held-out set, with
+# and without graph answers. The graph dropout is train's default (--graph-dropout 0.2).
+# About 1.5 minutes on 2 cores after the release build.
 # Usage: scripts/train-model.sh [OUT_DIR]   (default models/riskstream-v1)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -34,6 +34,24 @@ choice_enum! {
     }
 }
 
+choice_enum! {
+    /// What the job decides for an event the graph did not answer in time
+    /// (`graph.status = "unavailable"`: Neo4j down, slow past `graph.batch_deadline`, or
+    /// the look-up failed). Events of a job without a graph (`graph.kind = "none"`,
+    /// status `skipped`) are always decided by their score: that is the configuration, not
+    /// an outage.
+    pub enum UnavailablePolicy {
+        /// Decide by the model's score as usual; the model was trained with graph dropout
+        /// to score sensibly without its graph features.
+        Score = "score",
+        /// Send every such event to review, whatever its score: nothing is allowed or
+        /// blocked without the graph's evidence.
+        Review = "review",
+        /// Allow every such event, whatever its score (fail open).
+        Allow = "allow",
+    }
+}
+
 /// `[graph]`: the graph backend, its connection and the enrichment cache.
 #[derive(Clone, PartialEq)]
 pub struct GraphConfig {
@@ -66,6 +84,8 @@ pub struct GraphConfig {
     /// Whether the job fills the cache with the whole graph's answers before its first
     /// event and renews them every half TTL (Neo4j only).
     pub cache_warm_up: bool,
+    /// What an event without a graph answer (`graph.status = "unavailable"`) is decided.
+    pub unavailable_policy: UnavailablePolicy,
 }
 
 /// The in-memory graph, so that the default run needs no Neo4j.
@@ -92,6 +112,12 @@ pub(crate) fn default_uri() -> String {
 /// Neo4j's default administrator user.
 pub(crate) fn default_user() -> String {
     "neo4j".to_owned()
+}
+
+/// The model's own fallback: it was trained to score without its graph features, and the
+/// job's promise is to keep deciding when the graph is down.
+pub(crate) fn default_unavailable_policy() -> UnavailablePolicy {
+    UnavailablePolicy::Score
 }
 
 /// Empty: a password is never shipped as a default; set it in the environment.
@@ -153,6 +179,7 @@ impl Default for GraphConfig {
             cache_ttl: default_cache_ttl(),
             cache_capacity: default_cache_capacity(),
             cache_warm_up: default_cache_warm_up(),
+            unavailable_policy: default_unavailable_policy(),
         }
     }
 }
@@ -174,6 +201,7 @@ impl std::fmt::Debug for GraphConfig {
             .field("cache_ttl", &self.cache_ttl)
             .field("cache_capacity", &self.cache_capacity)
             .field("cache_warm_up", &self.cache_warm_up)
+            .field("unavailable_policy", &self.unavailable_policy)
             .finish()
     }
 }
@@ -208,6 +236,7 @@ impl GraphConfig {
             cache_ttl: s.duration("cache_ttl", default_cache_ttl()),
             cache_capacity: s.whole("cache_capacity", default_cache_capacity()),
             cache_warm_up: s.boolean("cache_warm_up", default_cache_warm_up()),
+            unavailable_policy: s.choice("unavailable_policy", default_unavailable_policy()),
         };
         s.finish();
         config
@@ -238,6 +267,7 @@ impl GraphConfig {
         section.set("cache_ttl", format_duration(self.cache_ttl));
         section.set("cache_capacity", whole_value(self.cache_capacity));
         section.set("cache_warm_up", self.cache_warm_up);
+        section.set("unavailable_policy", self.unavailable_policy.as_str());
     }
 
     pub(crate) fn check(&self, r: &mut Report) {

@@ -60,7 +60,7 @@ pub use aggregate::{
 };
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, KeyError};
-pub use graph::{GraphConfig, GraphKind, MAX_HOPS_LIMIT};
+pub use graph::{GraphConfig, GraphKind, UnavailablePolicy, MAX_HOPS_LIMIT};
 pub use kafka::{is_secret_property, AutoOffsetReset, KafkaConfig};
 pub use log::{LogConfig, LogFormat};
 pub use model::{ModelConfig, ModelDevice, FROM_METADATA};

@@ -353,6 +353,36 @@ fn a_misspelt_choice_lists_the_allowed_values_and_suggests_one() {
 }
 
 #[test]
+fn the_graph_unavailable_policy_reads_each_value_from_file_and_environment() {
+    assert_eq!(
+        Config::default().graph.unavailable_policy,
+        UnavailablePolicy::Score
+    );
+    for policy in UnavailablePolicy::ALL {
+        let text = format!("[graph]\nunavailable_policy = \"{policy}\"\n");
+        let config = Config::from_toml_str(&text).unwrap();
+        assert_eq!(config.graph.unavailable_policy, *policy);
+    }
+    let config = Config::load_from(
+        None,
+        env(&[("RISKSTREAM__GRAPH__UNAVAILABLE_POLICY", "allow")]),
+    )
+    .unwrap();
+    assert_eq!(config.graph.unavailable_policy, UnavailablePolicy::Allow);
+}
+
+#[test]
+fn a_bad_graph_unavailable_policy_names_the_key_and_the_allowed_values() {
+    let message = only_problem(Config::from_toml_str(
+        "[graph]\nunavailable_policy = \"block\"\n",
+    ));
+    assert_eq!(
+        message,
+        "`graph.unavailable_policy`: expected one of \"score\", \"review\", \"allow\", found \"block\"; set it like `unavailable_policy = \"score\"`"
+    );
+}
+
+#[test]
 fn a_zero_window_is_reported_with_its_index() {
     let message = only_problem(Config::from_toml_str(
         "[aggregate]\nwindows = [\"1m\", \"0s\", \"1h\"]\n",
@@ -924,6 +954,7 @@ fn the_printed_toml_loads_back_as_the_same_configuration() {
             cache_ttl: Duration::from_secs(5),
             cache_capacity: 0,
             cache_warm_up: false,
+            unavailable_policy: UnavailablePolicy::Review,
         },
         model: ModelConfig {
             path: "m".to_owned(),

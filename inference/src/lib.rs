@@ -66,6 +66,7 @@
 
 mod canary;
 mod device;
+mod dropout;
 mod error;
 mod metadata;
 mod metrics;
@@ -79,6 +80,7 @@ pub use canary::{
     MIN_CANARY_SPREAD,
 };
 pub use device::{DeviceChoice, UnknownDevice};
+pub use dropout::FeatureDropout;
 pub use error::ModelError;
 pub use metadata::{
     ModelMetadata, Thresholds, TrainingInfo, FORMAT_VERSION, METADATA_FILE, STD_FLOOR, WEIGHTS_FILE,

@@ -87,6 +87,12 @@ pub struct TrainingInfo {
     pub target_review_recall: f64,
     /// Features that were constant in the training split; the model ignores them.
     pub constant_features: Vec<String>,
+    /// Share of each class of the training rows that read `dropped_features` as missing.
+    pub dropout_share: f64,
+    /// Features read as missing by the dropped rows (empty when none were dropped).
+    pub dropped_features: Vec<String>,
+    /// Training rows whose features were dropped.
+    pub dropped_rows: usize,
 }
 
 /// The content of `metadata.json`.

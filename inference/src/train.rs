@@ -8,21 +8,25 @@
 //! Steps:
 //! 1. Stratified split: positives and negatives are shuffled separately and
 //!    `validation_fraction` of each is held out, so both splits contain both classes.
-//! 2. Normalisation constants from the training split (mean and population standard
+//! 2. Feature dropout ([`TrainOptions::dropout`]): a seeded share of each class of the
+//!    training rows reads the dropped features as missing (validation rows never do, so
+//!    thresholds and metrics describe normal operation).
+//! 3. Normalisation constants from the training split (after dropout) (mean and population standard
 //!    deviation, accumulated in f64). A feature whose spread is below [`STD_FLOOR`] is
 //!    *constant*: its std is written as 1 (centring only) and its first-layer weights are
 //!    zeroed after training, so a value never seen in training cannot swing the score.
-//! 3. He-uniform initial weights for hidden layers, Glorot-uniform for the output layer,
+//! 4. He-uniform initial weights for hidden layers, Glorot-uniform for the output layer,
 //!    zero biases.
-//! 4. AdamW (weight decay on weight matrices only) on binary cross-entropy with logits,
+//! 5. AdamW (weight decay on weight matrices only) on binary cross-entropy with logits,
 //!    in its numerically stable form, with positive rows weighted by
 //!    [`TrainOptions::positive_weight`] because fraud is rare.
-//! 5. Thresholds chosen on the validation split by [`choose_thresholds`]; metrics on both
+//! 6. Thresholds chosen on the validation split by [`choose_thresholds`]; metrics on both
 //!    splits computed with the final model exactly as it will score in production.
-//! 6. The canary ([`crate::Canary`]) chosen from all rows of the data set by the final
+//! 7. The canary ([`crate::Canary`]) chosen from all rows of the data set by the final
 //!    model's scores, so that the saved model can be checked whenever it is loaded; a model
 //!    that scores the chosen rows degenerately is an error, not a model.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -33,6 +37,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::dropout::{columns_of, set_columns, FeatureDropout};
 use crate::error::{ModelError, TensorContext};
 use crate::metadata::{ModelMetadata, Thresholds, TrainingInfo, FORMAT_VERSION, STD_FLOOR};
 use crate::metrics::{choose_thresholds, evaluate, evaluate_by_group, Metrics, ThresholdChoice};
@@ -45,6 +50,8 @@ const SPLIT_STREAM: u64 = 1;
 const INIT_STREAM: u64 = 2;
 /// RNG stream for the order of mini-batches.
 const BATCH_STREAM: u64 = 3;
+/// RNG stream for the rows whose features are dropped.
+const DROPOUT_STREAM: u64 = 4;
 
 /// Labelled feature rows to train on.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -92,6 +99,17 @@ impl Dataset {
             labels: self.labels.clone(),
             groups: self.groups.clone(),
         }
+    }
+
+    /// The same rows with each feature of `values` (name, value) set to its value in every
+    /// row: for example every row as it reads when the graph gives no answer.
+    pub fn with_values(&self, values: &[(String, f32)]) -> Result<Dataset, ModelError> {
+        let columns = columns_of(values, &self.feature_names)?;
+        let mut data = self.clone();
+        for row in data.features.chunks_exact_mut(self.n_features().max(1)) {
+            set_columns(row, &columns);
+        }
+        Ok(data)
     }
 
     fn check(&self) -> Result<(), ModelError> {
@@ -169,6 +187,8 @@ pub struct TrainOptions {
     /// rare class matter to the optimiser; the scores are then not calibrated probabilities,
     /// but thresholds are chosen on the same scale, so decisions are consistent.
     pub positive_weight: Option<f64>,
+    /// Features a share of the training rows read as missing. Default: none.
+    pub dropout: FeatureDropout,
 }
 
 impl Default for TrainOptions {
@@ -185,6 +205,7 @@ impl Default for TrainOptions {
             target_block_precision: 0.9,
             target_review_recall: 0.9,
             positive_weight: None,
+            dropout: FeatureDropout::default(),
         }
     }
 }
@@ -229,7 +250,7 @@ impl TrainOptions {
                 return invalid("positive_weight", "must be a positive number");
             }
         }
-        Ok(())
+        self.dropout.check()
     }
 }
 
@@ -264,7 +285,8 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<(Model, TrainReport)
     let n = data.n_features();
 
     let split = Split::stratified(&data.labels, opts.validation_fraction, opts.seed);
-    let norm = Normalisation::fit(&data.features, n, &split.train);
+    let (features, dropped_rows) = drop_features(data, &opts.dropout, &split.train, opts.seed)?;
+    let norm = Normalisation::fit(&features, n, &split.train);
     let positives = data.labels.iter().filter(|&&l| l == 1.0).count();
     let train_positives = split
         .train
@@ -275,7 +297,13 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<(Model, TrainReport)
         .positive_weight
         .unwrap_or((split.train.len() - train_positives) as f64 / train_positives as f64);
 
-    let (mut params, epochs_loss) = fit(data, opts, &split.train, &norm, positive_weight)?;
+    let (mut params, epochs_loss) = fit(
+        (&features, &data.labels, n),
+        opts,
+        &split.train,
+        &norm,
+        positive_weight,
+    )?;
     for j in norm.constant.iter().copied() {
         for row in params[0].weight.chunks_exact_mut(n) {
             row[j] = 0.0;
@@ -314,6 +342,17 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<(Model, TrainReport)
                 .iter()
                 .map(|&j| data.feature_names[j].clone())
                 .collect(),
+            dropout_share: opts.dropout.share,
+            dropped_features: if dropped_rows > 0 {
+                opts.dropout
+                    .features
+                    .iter()
+                    .map(|(f, _)| f.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            dropped_rows,
         },
         // Chosen below, once the model exists to score the rows.
         canary: None,
@@ -358,6 +397,27 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<(Model, TrainReport)
     model.set_canary_from_scores(&data.features, &data.labels, &scores)?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok((model, report))
+}
+
+/// The feature values training fits to: `data`'s own, or, with dropout, a copy in which the
+/// chosen training rows read the dropped features as missing; and how many rows were changed.
+fn drop_features<'a>(
+    data: &'a Dataset,
+    dropout: &FeatureDropout,
+    train_rows: &[usize],
+    seed: u64,
+) -> Result<(Cow<'a, [f32]>, usize), ModelError> {
+    if !dropout.is_active() {
+        return Ok((Cow::Borrowed(&data.features), 0));
+    }
+    let columns = dropout.columns(&data.feature_names)?;
+    let rows = dropout.choose(&data.labels, train_rows, &mut rng(seed, DROPOUT_STREAM));
+    let n = data.n_features();
+    let mut features = data.features.clone();
+    for &r in &rows {
+        set_columns(&mut features[r * n..(r + 1) * n], &columns);
+    }
+    Ok((Cow::Owned(features), rows.len()))
 }
 
 fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
@@ -477,14 +537,14 @@ fn initial_params(n_features: usize, hidden: &[usize], seed: u64) -> Vec<LayerPa
 }
 
 /// The optimisation loop; returns the trained parameters and the loss of every epoch.
+/// `(features, labels, n)`: row-major feature values with `n` columns and one label per row.
 fn fit(
-    data: &Dataset,
+    (features, all_labels, n): (&[f32], &[f32], usize),
     opts: &TrainOptions,
     train_rows: &[usize],
     norm: &Normalisation,
     positive_weight: f64,
 ) -> Result<(Vec<LayerParams>, Vec<f32>), ModelError> {
-    let n = data.n_features();
     let device = Device::Cpu;
     let init = initial_params(n, &opts.hidden, opts.seed);
 
@@ -528,9 +588,9 @@ fn fit(
 
     let mut normalised = Vec::with_capacity(train_rows.len() * n);
     for &r in train_rows {
-        norm.apply(&data.features[r * n..(r + 1) * n], &mut normalised);
+        norm.apply(&features[r * n..(r + 1) * n], &mut normalised);
     }
-    let labels: Vec<f32> = train_rows.iter().map(|&r| data.labels[r]).collect();
+    let labels: Vec<f32> = train_rows.iter().map(|&r| all_labels[r]).collect();
 
     let mut rng = rng(opts.seed, BATCH_STREAM);
     let mut order: Vec<usize> = (0..train_rows.len()).collect();
@@ -744,6 +804,115 @@ mod tests {
             scores,
             model.score(&data.features, 1500).expect("valid batch")
         );
+    }
+
+    /// `separable` data whose strongest feature, `x1`, reads 0 when "missing".
+    fn dropping_x1(share: f64) -> TrainOptions {
+        TrainOptions {
+            dropout: FeatureDropout {
+                share,
+                features: vec![("x1".to_owned(), 0.0)],
+            },
+            ..quick()
+        }
+    }
+
+    #[test]
+    fn dropout_changes_the_chosen_share_of_each_class_and_is_recorded() {
+        let data = separable(2000, 8);
+        let (model, report) = train(&data, &dropping_x1(0.25)).expect("training succeeds");
+        let info = &model.metadata().training;
+        let train_rows = info.train_rows as f64;
+        assert!(
+            (info.dropped_rows as f64 - 0.25 * train_rows).abs() <= 2.0,
+            "{info:?}"
+        );
+        assert_eq!(info.dropout_share, 0.25);
+        assert_eq!(info.dropped_features, ["x1"]);
+        // x1 is near 0 (mean about 0.1) unless dropped, when it reads 100 here: a quarter of
+        // the rows dropped moves its training mean to about 25.
+        let opts = TrainOptions {
+            dropout: FeatureDropout {
+                share: 0.25,
+                features: vec![("x1".to_owned(), 100.0)],
+            },
+            ..quick()
+        };
+        let (far, _) = train(&data, &opts).expect("training succeeds");
+        let mean = far.metadata().norm_mean[1];
+        assert!((24.0..26.5).contains(&mean), "x1 mean {mean}");
+        assert!(report.validation.roc_auc.unwrap_or(0.0) > 0.9, "{report:?}");
+    }
+
+    #[test]
+    fn dropout_is_deterministic_with_the_seed() {
+        let data = separable(1500, 9);
+        let (a, _) = train(&data, &dropping_x1(0.3)).expect("training succeeds");
+        let (b, _) = train(&data, &dropping_x1(0.3)).expect("training succeeds");
+        assert_eq!(a.params(), b.params());
+        assert_eq!(a.metadata(), b.metadata());
+    }
+
+    #[test]
+    fn a_model_trained_with_dropout_scores_rows_missing_the_feature_more_like_their_class() {
+        // Without dropout, a fraud row whose strongest feature reads as missing (0, the
+        // benign side of x1) looks benign; with dropout the model leans on the others.
+        let data = separable(6000, 10);
+        let missing = data
+            .with_values(&[("x1".to_owned(), 0.0)])
+            .expect("x1 is a feature");
+        let auc_missing = |opts: &TrainOptions| {
+            let (model, _) = train(&data, opts).expect("training succeeds");
+            let scores = model
+                .score(&missing.features, missing.n_rows())
+                .expect("valid rows");
+            let t = model.thresholds();
+            evaluate(&scores, &missing.labels, t).roc_auc.unwrap_or(0.0)
+        };
+        let (plain, dropped) = (auc_missing(&quick()), auc_missing(&dropping_x1(0.3)));
+        assert!(dropped > plain, "AUC with x1 missing: {dropped} vs {plain}");
+    }
+
+    #[test]
+    fn bad_dropout_options_name_the_option() {
+        let data = separable(200, 11);
+        for (opts, option) in [
+            (dropping_x1(1.0), "dropout.share"),
+            (dropping_x1(-0.1), "dropout.share"),
+            (
+                TrainOptions {
+                    dropout: FeatureDropout {
+                        share: 0.2,
+                        features: vec![("no_such".to_owned(), 0.0)],
+                    },
+                    ..quick()
+                },
+                "dropout.features",
+            ),
+        ] {
+            let err = train(&data, &opts).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains(option)),
+                "{option}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_values_sets_the_feature_in_every_row_and_nothing_else() {
+        let data = separable(20, 12);
+        let set = data
+            .with_values(&[("x3".to_owned(), 7.0)])
+            .expect("x3 is a feature");
+        for (row, before) in set
+            .features
+            .chunks_exact(6)
+            .zip(data.features.chunks_exact(6))
+        {
+            assert_eq!(row[3], 7.0);
+            assert_eq!((&row[..3], &row[4..]), (&before[..3], &before[4..]));
+        }
+        assert!(data.with_values(&[("x9".to_owned(), 0.0)]).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use riskstream_config::UnavailablePolicy;
 use riskstream_graph::GraphEnricher;
 use riskstream_inference::{Model, ModelError};
 
@@ -17,7 +18,7 @@ use crate::aggregate::{
 };
 use crate::dead_letter::{DeadLetter, SourceRef, SCORING_FAILED};
 use crate::decode::decode;
-use crate::enrich::{enrich_batch, EventGraph};
+use crate::enrich::{enrich_batch, EventGraph, GraphStatus};
 use crate::event::{format_ts, Event};
 use crate::features::{window_label, FeatureLayout};
 use crate::metrics::Metrics;
@@ -40,6 +41,8 @@ pub struct EngineOptions {
     pub deterministic: bool,
     /// Decision thresholds (review, block).
     pub thresholds: (f32, f32),
+    /// `graph.unavailable_policy`: the decision of an event the graph did not answer.
+    pub unavailable_policy: UnavailablePolicy,
 }
 
 /// The stages' shared state: window aggregates, snapshots, graph, feature layout, metrics.
@@ -381,7 +384,7 @@ impl Engine {
         .await;
         let unavailable = graphs
             .iter()
-            .filter(|g| g.status == crate::enrich::GraphStatus::Unavailable)
+            .filter(|g| g.status == GraphStatus::Unavailable)
             .count();
         self.metrics
             .graph_unavailable
@@ -459,9 +462,15 @@ impl Engine {
         self.features(&enriched, &mut buffers.model, &mut buffers.raw);
         let rows = enriched.decoded.events.len();
         let mut failed = Vec::new();
+        let decide = Decide {
+            thresholds,
+            unavailable_policy: self.options.unavailable_policy,
+        };
+        let graphs = &enriched.graphs;
         let (scores, decisions, reasons) = match score_rows(
             model,
-            thresholds,
+            decide,
+            graphs,
             n,
             &buffers.model,
             &buffers.raw,
@@ -480,7 +489,8 @@ impl Engine {
                     let span = row * n..(row + 1) * n;
                     match score_rows(
                         model,
-                        thresholds,
+                        decide,
+                        &graphs[row..=row],
                         n,
                         &buffers.model[span.clone()],
                         &buffers.raw[span],
@@ -593,15 +603,43 @@ impl RowScorer for Model {
     }
 }
 
+/// How a score becomes a decision: the thresholds, and `graph.unavailable_policy` for an
+/// event the graph did not answer.
+#[derive(Debug, Clone, Copy)]
+struct Decide {
+    /// (review, block).
+    thresholds: (f32, f32),
+    unavailable_policy: UnavailablePolicy,
+}
+
+impl Decide {
+    /// The decision of an event with `score` whose graph answer had `status`. Only
+    /// `unavailable` is an outage; `skipped` (no graph configured) is decided by the score.
+    fn decision(self, score: f32, status: GraphStatus) -> Decision {
+        let (review, block) = self.thresholds;
+        let by_score = Decision::from_score(score, review, block);
+        if status != GraphStatus::Unavailable {
+            return by_score;
+        }
+        match self.unavailable_policy {
+            UnavailablePolicy::Score => by_score,
+            UnavailablePolicy::Review => Decision::Review,
+            UnavailablePolicy::Allow => Decision::Allow,
+        }
+    }
+}
+
 /// Scores, decisions and reasons of some rows, in row order.
 type ScoredRows = (Vec<f32>, Vec<Decision>, Vec<EventReasons>);
 
 /// Scores, decisions and reasons of the rows in `model_rows` (`n` features each; `raw_rows`
-/// alike, for the values reasons show). Reasons only for review and block results
-/// (documented): their rows go through one batched contributions pass.
+/// alike, for the values reasons show; `graphs` the rows' graph answers). Reasons only for
+/// review and block results (documented): their rows go through one batched contributions
+/// pass.
 fn score_rows<S: RowScorer + ?Sized>(
     model: &S,
-    (review, block): (f32, f32),
+    decide: Decide,
+    graphs: &[EventGraph],
     n: usize,
     model_rows: &[f32],
     raw_rows: &[f32],
@@ -614,7 +652,8 @@ fn score_rows<S: RowScorer + ?Sized>(
     let scores = model.score(model_rows, rows)?;
     let decisions: Vec<Decision> = scores
         .iter()
-        .map(|score| Decision::from_score(*score, review, block))
+        .zip(graphs)
+        .map(|(score, graph)| decide.decision(*score, graph.status))
         .collect();
     let flagged: Vec<usize> = (0..rows)
         .filter(|i| decisions[*i] != Decision::Allow)
@@ -712,6 +751,7 @@ impl Engine {
             snapshot_interval: Duration::from_secs(2),
             deterministic: true,
             thresholds: (thresholds.review, thresholds.block),
+            unavailable_policy: UnavailablePolicy::Score,
         };
         Engine::new(options, aggregate, 3, None, Arc::new(Metrics::default()))
             .expect("the test options are valid")
@@ -859,6 +899,87 @@ mod tests {
         assert_eq!(Metrics::get(&metrics.inputs), 4);
         let decided: u64 = metrics.decisions.iter().map(Metrics::get).sum();
         assert_eq!(decided + Metrics::get(&metrics.dead_letters), 4);
+    }
+
+    #[test]
+    fn the_unavailable_policy_decides_only_events_the_graph_did_not_answer() {
+        use Decision::{Allow, Block, Review};
+        let scores = [0.01, 0.5, 0.99];
+        for (policy, unavailable) in [
+            (UnavailablePolicy::Score, [Allow, Review, Block]),
+            (UnavailablePolicy::Review, [Review, Review, Review]),
+            (UnavailablePolicy::Allow, [Allow, Allow, Allow]),
+        ] {
+            let decide = Decide {
+                thresholds: (0.1, 0.9),
+                unavailable_policy: policy,
+            };
+            for (score, expected) in scores.into_iter().zip(unavailable) {
+                assert_eq!(
+                    decide.decision(score, GraphStatus::Unavailable),
+                    expected,
+                    "{policy} at {score}"
+                );
+                let by_score = Decision::from_score(score, 0.1, 0.9);
+                for status in [GraphStatus::Ok, GraphStatus::Skipped] {
+                    assert_eq!(
+                        decide.decision(score, status),
+                        by_score,
+                        "{policy} {status:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Scores `lines` as one batch whose first event got no graph answer, with `policy` and
+    /// the model's thresholds, or `review_everything`: a review threshold of 0 and a block
+    /// threshold no score reaches.
+    fn scored_with_first_unavailable(
+        lines: &[String],
+        policy: UnavailablePolicy,
+        review_everything: bool,
+    ) -> Scored {
+        let model = model();
+        let mut engine = engine(&model, AggregateOptions::default());
+        engine.options.unavailable_policy = policy;
+        if review_everything {
+            engine.options.thresholds = (0.0, 1.5);
+        }
+        let mut batch = enriched(&engine, lines);
+        batch.graphs[0] = EventGraph::without(GraphStatus::Unavailable);
+        engine.score(&model, batch, &mut FeatureBuffers::default())
+    }
+
+    #[test]
+    fn with_the_review_policy_an_event_without_a_graph_answer_goes_to_review_with_its_reasons() {
+        let lines = vec![line("e-1", 12.0), line("e-2", 12.0)];
+        let by_score = scored_with_first_unavailable(&lines, UnavailablePolicy::Score, false);
+        assert_eq!(
+            by_score.decisions[0],
+            Decision::Allow,
+            "{:?}",
+            by_score.scores
+        );
+        let review = scored_with_first_unavailable(&lines, UnavailablePolicy::Review, false);
+        assert_eq!(
+            review.scores, by_score.scores,
+            "the policy never changes a score"
+        );
+        assert_eq!(review.decisions[0], Decision::Review);
+        assert!(!review.reasons[0].is_empty(), "a review result says why");
+        assert_eq!(review.decisions[1], by_score.decisions[1]);
+    }
+
+    #[test]
+    fn with_the_allow_policy_an_event_without_a_graph_answer_is_allowed_without_reasons() {
+        let lines = vec![line("e-1", 12.0), line("e-2", 12.0)];
+        let by_score = scored_with_first_unavailable(&lines, UnavailablePolicy::Score, true);
+        assert_eq!(by_score.decisions[0], Decision::Review);
+        let allow = scored_with_first_unavailable(&lines, UnavailablePolicy::Allow, true);
+        assert_eq!(allow.decisions[0], Decision::Allow);
+        assert!(allow.reasons[0].is_empty());
+        assert_eq!(allow.decisions[1], by_score.decisions[1]);
     }
 
     #[test]

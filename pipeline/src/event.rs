@@ -105,10 +105,10 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-#[cfg(test)]
 impl Event {
     /// An event of `account_id` with only the required fields; tests set the rest with
-    /// `Event { device_id: Some(..), ..Event::bare(..) }`.
+    /// `Event { device_id: Some(..), ..Event::bare(..) }`, and the feature layout derives
+    /// what an event without a graph answer reads from one.
     pub(crate) fn bare(event_id: &str, ts_ms: i64, account_id: &str, amount: f64) -> Event {
         Event {
             event_id: event_id.to_string(),

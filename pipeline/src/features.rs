@@ -352,6 +352,30 @@ impl FeatureLayout {
         self.specs.iter().map(|s| s.name.clone()).collect()
     }
 
+    /// Each graph feature by name with the model input it reads when the graph gave no
+    /// answer (`graph.status` `unavailable` or `skipped`): what [`FeatureLayout::assemble`]
+    /// writes then, whatever the event. Training drops the graph features of a share of
+    /// its rows to these values, so that the model learns to score an outage.
+    pub fn graph_unavailable_inputs(&self) -> Vec<(String, f32)> {
+        let event = Event::bare("", 0, "", 0.0);
+        let graph = EventGraph::without(GraphStatus::Unavailable);
+        let (mut model, mut raw) = (vec![0.0; self.len()], vec![0.0; self.len()]);
+        self.assemble(
+            &event,
+            &EventAggregates::default(),
+            None,
+            &graph,
+            &mut model,
+            &mut raw,
+        );
+        self.specs
+            .iter()
+            .zip(model)
+            .filter(|(spec, _)| spec.stage == Stage::Graph)
+            .map(|(spec, value)| (spec.name.clone(), value))
+            .collect()
+    }
+
     /// Every feature with its description, stage and transform.
     pub fn describe(&self) -> &[FeatureSpec] {
         &self.specs
@@ -636,6 +660,37 @@ mod tests {
         assert_eq!(model[at("graph_known")], 1.0);
         assert_eq!(model[at("graph_unavailable")], 0.0);
         assert!(model.iter().chain(&raw).all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn graph_unavailable_inputs_are_what_an_event_without_a_graph_answer_reads() {
+        let event = Event {
+            device_id: Some("D-1".into()),
+            ip: Some("203.0.113.7".into()),
+            ..Event::bare("e-1", 5_000, "A-1", 250.0)
+        };
+        let options = crate::aggregate::AggregateOptions::default();
+        let aggregator = crate::aggregate::Aggregator::new(options.clone()).unwrap();
+        let aggs = aggregator.apply_batch(std::slice::from_ref(&event));
+        let layout = FeatureLayout::new(&options.windows, 3);
+        let (mut model, mut raw) = (vec![f32::NAN; layout.len()], vec![f32::NAN; layout.len()]);
+        let inputs = layout.graph_unavailable_inputs();
+        let graph_features = layout
+            .describe()
+            .iter()
+            .filter(|f| f.stage == Stage::Graph)
+            .count();
+        assert_eq!(inputs.len(), graph_features);
+        let names = layout.names();
+        for status in [GraphStatus::Unavailable, GraphStatus::Skipped] {
+            let graph = EventGraph::without(status);
+            layout.assemble(&event, &aggs[0], None, &graph, &mut model, &mut raw);
+            for (name, value) in &inputs {
+                let at = names.iter().position(|n| n == name).unwrap();
+                assert_eq!(model[at], *value, "{name} with status {status:?}");
+            }
+        }
+        assert!(inputs.contains(&("graph_unavailable".to_owned(), 1.0)));
     }
 
     #[test]

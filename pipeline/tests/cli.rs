@@ -345,6 +345,20 @@ fn train_with_the_same_seed_reports_the_same_metrics_and_the_model_loads() {
     assert_eq!(metrics[0], metrics[1]);
     let m: serde_json::Value = serde_json::from_str(&metrics[0]).unwrap();
     assert!(m["validation"]["roc_auc"].as_f64().unwrap() > 0.5);
+    // The default graph dropout is applied, recorded and its outage measured.
+    let training = &summary(&dir.path().join("m1/metadata.json"))["training"];
+    assert_eq!(training["dropout_share"], 0.2);
+    assert!(training["dropped_rows"].as_u64().unwrap() > 0, "{training}");
+    let dropped = training["dropped_features"].as_array().unwrap();
+    assert!(dropped.contains(&"graph_unavailable".into()), "{training}");
+    let outage = &m["outage"];
+    assert!(
+        outage["without_graph"]["block_rate"].as_f64().is_some()
+            && outage["with_graph"]["fraud_recall_at_review"]
+                .as_f64()
+                .is_some(),
+        "{outage}"
+    );
 
     // The trained model is usable by the job.
     let results = dir.path().join("results.jsonl");
@@ -410,6 +424,20 @@ fn train_with_the_same_seed_reports_the_same_metrics_and_the_model_loads() {
             && stderr.contains("unless --force"),
         "{stderr}"
     );
+}
+
+#[test]
+fn train_refuses_a_graph_dropout_that_is_not_a_share_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = bin()
+        .args(["train", "--graph-dropout", "1", "--data"])
+        .arg(dir.path().join("none"))
+        .arg("--out")
+        .arg(dir.path().join("model"))
+        .output()
+        .unwrap();
+    refused(output, &["--graph-dropout 1", "up to but excluding 1"]);
+    assert!(!dir.path().join("model").exists());
 }
 
 #[cfg(unix)]
@@ -783,6 +811,53 @@ fn refused(output: Output, words: &[&str]) {
     assert_eq!(output.status.code(), Some(2), "{err}");
     for word in words {
         assert!(err.contains(word), "`{word}` not in: {err}");
+    }
+}
+
+/// Decisions of a run on 20 events whose graph (a Neo4j address where nothing listens)
+/// never answers, with `graph.unavailable_policy = policy`: (graph status, decision) pairs.
+fn decisions_with_the_graph_down(policy: &str) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let lines: Vec<String> = (0..20).map(event_line).collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = dir.path().join("results.jsonl");
+    ok(
+        file_run(dir.path(), &format!("unavailable_policy = \"{policy}\"\n"))
+            .env("RISKSTREAM__GRAPH__KIND", "neo4j")
+            .env("RISKSTREAM__GRAPH__URI", "bolt://127.0.0.1:1")
+            .env("RISKSTREAM__GRAPH__PASSWORD", "unused")
+            .env("RISKSTREAM__GRAPH__CACHE_WARM_UP", "false")
+            .args(["--quiet", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .arg("--dead-letter")
+            .arg(dir.path().join("dead.jsonl"))
+            .output()
+            .unwrap(),
+    );
+    read_lines(&out)
+        .iter()
+        .map(|r| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+            (text(&r["graph"]["status"]), text(&r["decision"]))
+        })
+        .collect()
+}
+
+#[test]
+fn with_the_graph_down_the_unavailable_policy_decides_every_event() {
+    for (policy, decision) in [("review", "review"), ("allow", "allow")] {
+        let decided = decisions_with_the_graph_down(policy);
+        assert_eq!(decided.len(), 20, "{policy}");
+        for (status, got) in &decided {
+            assert_eq!(
+                (status.as_str(), got.as_str()),
+                ("unavailable", decision),
+                "{policy}"
+            );
+        }
     }
 }
 

@@ -28,6 +28,7 @@ fn engine(workers: usize, graph: Arc<dyn GraphEnricher>) -> Engine {
         snapshot_interval: Duration::from_secs(2),
         deterministic: true,
         thresholds: (f32::INFINITY, f32::INFINITY),
+        unavailable_policy: riskstream_config::UnavailablePolicy::Score,
     };
     let metrics = Arc::new(Metrics::default());
     Engine::new(engine_options, options, MAX_HOPS, Some(graph), metrics).unwrap()

@@ -356,6 +356,7 @@ pub fn engine(
         snapshot_interval: config.snapshot.interval,
         deterministic,
         thresholds,
+        unavailable_policy: config.graph.unavailable_policy,
     };
     Engine::new(options, aggregate, config.graph.max_hops, enricher, metrics)
         .map_err(|e| BuildError::Aggregate(Box::new(e)))
