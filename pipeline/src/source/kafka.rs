@@ -28,6 +28,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use riskstream_config::{AutoOffsetReset, KafkaConfig};
 
+use super::resume::{Admit, StartPositions};
 use super::{BlockingSource, RawBatch, SourceError};
 use crate::kafka::{client_config, describe, ClientSecrets, KafkaSetupError};
 use crate::observe::events::{Emit, RebalanceChange, Rebalanced};
@@ -41,6 +42,9 @@ pub const REVOKE_WAIT: Duration = Duration::from_secs(60);
 /// How long one call waits for the first message before returning an empty batch, so that
 /// the job notices a shutdown request while the topic is idle.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// How long seeking a partition back to a checkpoint's position may take.
+const SEEK_WAIT: Duration = Duration::from_secs(10);
 
 /// Offsets per partition: the next offset handed to the job and the next one delivered.
 #[derive(Debug, Default)]
@@ -61,6 +65,9 @@ struct InFlight {
     /// partitions.
     revocations: AtomicU64,
     revoked: Mutex<Vec<(String, i32)>>,
+    /// Offsets are stored for commit only as far as a completed checkpoint
+    /// ([`KafkaAcknowledger::checkpointed`]), not on delivery.
+    follow_checkpoints: std::sync::atomic::AtomicBool,
 }
 
 impl InFlight {
@@ -246,14 +253,48 @@ impl KafkaAcknowledger {
             }
         }
         self.in_flight.changed.notify_all();
+        if self.in_flight.follow_checkpoints.load(Ordering::Acquire) {
+            return;
+        }
+        self.store(&tpl);
+    }
+
+    fn store(&self, tpl: &TopicPartitionList) {
         if tpl.count() == 0 {
             return;
         }
-        if let Err(err) = self.consumer.store_offsets(&tpl) {
+        if let Err(err) = self.consumer.store_offsets(tpl) {
             // Happens when the partition was lost between the check and the store; its
             // records are read again by the next owner.
             tracing::debug!(error = %err, "cannot store offsets");
         }
+    }
+
+    /// From now on offsets are stored for commit only by [`checkpointed`](Self::checkpointed):
+    /// the group's committed offsets then never pass the newest complete checkpoint, so a
+    /// restart that restores it misses nothing.
+    pub fn follow_checkpoints(&self) {
+        self.in_flight
+            .follow_checkpoints
+            .store(true, Ordering::Release);
+    }
+
+    /// A checkpoint up to `positions` (topic, partition, next offset) is complete: store
+    /// those offsets for commit, for the partitions this member still holds.
+    pub fn checkpointed(&self, positions: &[(&str, i32, i64)]) {
+        let mut tpl = TopicPartitionList::with_capacity(positions.len());
+        {
+            let partitions = self.in_flight.lock();
+            for &(topic, partition, next) in positions {
+                let held = partitions
+                    .keys()
+                    .any(|(t, p)| &**t == topic && *p == partition);
+                if held {
+                    let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(next));
+                }
+            }
+        }
+        self.store(&tpl);
     }
 
     /// The job is stopping and everything it read was delivered: commit now.
@@ -296,6 +337,8 @@ pub struct KafkaSource {
     held: Option<Held>,
     revocations_seen: u64,
     errors_logged_at: Option<Instant>,
+    /// Where a restored checkpoint says each partition must be read from.
+    start: StartPositions,
 }
 
 impl KafkaSource {
@@ -368,7 +411,42 @@ impl KafkaSource {
             held: None,
             revocations_seen: 0,
             errors_logged_at: None,
+            start: StartPositions::default(),
         })
+    }
+
+    /// Reads each listed partition from its start position (a restored checkpoint's)
+    /// instead of the group's committed offset: records before it are dropped, and a
+    /// partition first read from after it is sought back to it.
+    pub fn start_at(&mut self, start: StartPositions) {
+        self.start = start;
+    }
+
+    /// Whether a polled record is to be processed (see [`start_at`](Self::start_at)).
+    fn reached_start(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        if self.start.is_empty() {
+            return true;
+        }
+        match self.start.admit(topic, partition, offset) {
+            Admit::Take => true,
+            Admit::Skip => false,
+            Admit::SeekBack(next) => {
+                tracing::info!(
+                    topic,
+                    partition,
+                    from = offset,
+                    to = next,
+                    "reading the partition again from the restored checkpoint's position"
+                );
+                let seek = self
+                    .consumer
+                    .seek(topic, partition, Offset::Offset(next), SEEK_WAIT);
+                if let Err(err) = seek {
+                    tracing::warn!(topic, partition, error = %err, "cannot seek to the checkpoint's position");
+                }
+                false
+            }
+        }
     }
 
     /// The handle the sink uses to report delivered batches.
@@ -431,31 +509,8 @@ impl KafkaSource {
                 self.held = None;
             }
         }
-        if !batch
-            .records
-            .iter()
-            .any(|r| gone(&batch.topic, r.partition))
-        {
-            return;
-        }
-        let mut kept = RawBatch::new(batch.topic.clone(), batch.len());
-        for (i, record) in batch.records.iter().enumerate() {
-            if gone(&batch.topic, record.partition) {
-                continue;
-            }
-            let payload = batch.payload(record);
-            match batch.oversize_len(i) {
-                Some(size) => kept.push_oversize(
-                    payload,
-                    size,
-                    record.partition,
-                    record.offset,
-                    record.received,
-                ),
-                None => kept.push(payload, record.partition, record.offset, record.received),
-            }
-        }
-        *batch = kept;
+        let topic = batch.topic.clone();
+        batch.retain(|record| !gone(&topic, record.partition));
     }
 }
 
@@ -507,6 +562,9 @@ impl BlockingSource for KafkaSource {
                     let received = Instant::now();
                     let payload = message.payload().unwrap_or(&[]);
                     let (partition, offset) = (message.partition(), message.offset());
+                    if !self.reached_start(message.topic(), partition, offset) {
+                        continue;
+                    }
                     if batch.is_empty() {
                         if &*batch.topic != message.topic() {
                             batch.topic = self.topic(message.topic());

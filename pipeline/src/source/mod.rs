@@ -9,6 +9,7 @@ pub mod align;
 pub mod file;
 pub mod generator;
 pub mod kafka;
+pub mod resume;
 
 /// Where a record came from, as results and dead letters report it. For Kafka it is the
 /// topic, partition and offset; a file source reports `file:<path>`, partition 0 and the
@@ -97,6 +98,33 @@ impl RawBatch {
 
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+
+    /// Keeps only the records for which `keep` is true, with their bytes, offsets and
+    /// oversize marks.
+    pub fn retain(&mut self, mut keep: impl FnMut(&RawRecord) -> bool) {
+        let keeps: Vec<bool> = self.records.iter().map(&mut keep).collect();
+        if keeps.iter().all(|k| *k) {
+            return;
+        }
+        let mut kept = RawBatch::new(self.topic.clone(), self.len());
+        for (i, record) in self.records.iter().enumerate() {
+            if !keeps[i] {
+                continue;
+            }
+            let payload = self.payload(record);
+            match self.oversize_len(i) {
+                Some(size) => kept.push_oversize(
+                    payload,
+                    size,
+                    record.partition,
+                    record.offset,
+                    record.received,
+                ),
+                None => kept.push(payload, record.partition, record.offset, record.received),
+            }
+        }
+        *self = kept;
     }
 
     pub fn position(&self, record: &RawRecord) -> Position {
