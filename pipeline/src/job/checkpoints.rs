@@ -30,8 +30,9 @@ pub(super) struct Durable {
     snapshot_base: u64,
     /// Where the restored checkpoint says to read on (empty without one).
     positions: Vec<SourcePosition>,
-    /// The restored state, until it is loaded into the engine.
-    restored: Option<(AggregateState, PathBuf)>,
+    /// The restored state, until it is loaded into the engine, and how long reading and
+    /// decoding its file took.
+    restored: Option<(AggregateState, PathBuf, Duration)>,
     delivered: Arc<Delivered>,
     listeners: Vec<Arc<dyn CheckpointListener>>,
 }
@@ -69,6 +70,7 @@ impl Durable {
             );
             return Ok(Some(durable));
         }
+        let reading = Instant::now();
         match durable.store.latest().map_err(checkpoint_error)? {
             None => tracing::info!(
                 state_dir = %dir.display(),
@@ -78,7 +80,7 @@ impl Durable {
                 durable.snapshot_base = checkpoint.snapshot_id;
                 durable.delivered = Arc::new(Delivered::starting_at(&checkpoint.positions));
                 durable.positions = checkpoint.positions;
-                durable.restored = Some((checkpoint.state, path));
+                durable.restored = Some((checkpoint.state, path, reading.elapsed()));
             }
         }
         Ok(Some(durable))
@@ -87,7 +89,7 @@ impl Durable {
     /// The start positions for a source reading `topics`; refused when the checkpoint was
     /// taken on other input.
     pub(super) fn start_positions(&self, topics: &[&str]) -> Result<StartPositions, BuildError> {
-        if let Some((_, path)) = &self.restored {
+        if let Some((_, path, _)) = &self.restored {
             checkpoint::check_input(path, &self.positions, topics).map_err(boxed)?;
         }
         Ok(StartPositions::new(self.positions.iter().map(|p| {
@@ -104,7 +106,7 @@ impl Durable {
     /// Loads the restored state into `engine`, whose snapshots then continue after the
     /// checkpoint's.
     pub(super) fn restore_into(&mut self, engine: &Engine) -> Result<(), BuildError> {
-        let Some((state, path)) = self.restored.take() else {
+        let Some((state, path, read_in)) = self.restored.take() else {
             return Ok(());
         };
         let started = Instant::now();
@@ -124,6 +126,7 @@ impl Durable {
         tracing::info!(
             checkpoint = %path.display(),
             keys,
+            read_ms = read_in.as_secs_f64() * 1000.0,
             restore_ms = started.elapsed().as_secs_f64() * 1000.0,
             reading_from = %positions.join(", "),
             "window state restored from checkpoint"
