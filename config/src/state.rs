@@ -14,7 +14,7 @@ pub struct StateConfig {
     /// With a directory, each checkpoint holds the whole aggregate state and the input
     /// position of the same batch boundary; the job restores the newest complete one at
     /// start and reads its input from that position (`riskstream run --fresh-state`
-    /// starts empty instead). The last two checkpoints are kept.
+    /// removes them and starts empty instead). The last two checkpoints are kept.
     pub dir: String,
     /// Time between two checkpoints; longer than zero. A checkpoint is written off the
     /// hot path, and counts as complete (and, with Kafka, lets the group's offsets move

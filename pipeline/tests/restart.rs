@@ -67,6 +67,15 @@ fn by_event(runs: &[&[serde_json::Value]]) -> (BTreeMap<String, serde_json::Valu
     (all, duplicates)
 }
 
+/// The complete checkpoint files in a state directory.
+fn checkpoint_files(state: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "state"))
+        .collect()
+}
+
 /// The `[state]` section for checkpoints in `dir`.
 fn state_in(dir: &Path) -> String {
     format!(
@@ -170,6 +179,8 @@ fn a_checkpoint_of_another_aggregate_configuration_is_refused_naming_the_key_and
     let state = root.path().join("state");
     let (output, _, _, _) = run_on_file(&subdir(root.path(), "first"), &input, &state_in(&state));
     ok(output);
+    let first_checkpoints = checkpoint_files(&state);
+    assert!(!first_checkpoints.is_empty());
 
     let changed = format!(
         "{}[aggregate]\ndistinct_window = \"30m\"\n",
@@ -196,6 +207,12 @@ fn a_checkpoint_of_another_aggregate_configuration_is_refused_naming_the_key_and
     let log = String::from_utf8_lossy(&ok(output).stderr).into_owned();
     assert!(log.contains("starting with empty window state"), "{log}");
     assert_eq!(results.len(), 300 - 3);
+    // The forgotten state is gone: a crash now could not bring it back.
+    let now = checkpoint_files(&state);
+    assert!(
+        first_checkpoints.iter().all(|f| !now.contains(f)),
+        "{now:?}"
+    );
 }
 
 #[test]
@@ -215,11 +232,7 @@ fn a_torn_checkpoint_file_is_ignored_and_the_complete_one_restored() {
     });
     ok(output);
     // A newer checkpoint cut short by a crash, and a temporary file never renamed.
-    let complete: Vec<PathBuf> = std::fs::read_dir(&state)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "state"))
-        .collect();
+    let complete = checkpoint_files(&state);
     assert!(!complete.is_empty());
     let bytes = std::fs::read(&complete[0]).unwrap();
     std::fs::write(

@@ -192,6 +192,19 @@ impl CheckpointStore {
         Ok(path)
     }
 
+    /// Removes every checkpoint, complete or not, so that none is restored any more (a
+    /// start with `--fresh-state`); returns how many complete ones there were.
+    pub fn discard_all(&self) -> Result<usize, StoreError> {
+        let complete = self.files(COMPLETE)?;
+        for (_, path) in complete.iter().chain(&self.files(PARTIAL)?) {
+            fs::remove_file(path).map_err(|source| StoreError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(complete.len())
+    }
+
     /// Removes a prepared checkpoint that will not be completed.
     pub fn abandon(&self, prepared: Prepared) {
         let _ = fs::remove_file(prepared.tmp);
@@ -244,6 +257,16 @@ mod tests {
             .unwrap()
             .iter()
             .all(|(seq, _)| *seq > 3));
+    }
+
+    #[test]
+    fn discarding_leaves_nothing_to_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        write(&store, 1);
+        write(&store, 2);
+        assert_eq!(store.discard_all().unwrap(), 2);
+        assert!(store.latest().unwrap().is_none());
     }
 
     #[test]

@@ -42,8 +42,8 @@ pub struct RunArgs {
     /// Also write the run summary as JSON to this file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
-    /// Start with empty window state: do not restore the checkpoint in state.dir (new
-    /// checkpoints replace it), and read the input from where the source starts by itself.
+    /// Start with empty window state: remove the checkpoints in state.dir instead of
+    /// restoring one, and read the input from where the source starts by itself.
     #[arg(long)]
     pub fresh_state: bool,
 }

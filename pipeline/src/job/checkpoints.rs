@@ -51,6 +51,7 @@ impl Durable {
         }
         let dir = Path::new(&config.state.dir);
         let store = CheckpointStore::open(dir).map_err(checkpoint_error)?;
+        // Taken before a --fresh-state removes the files: numbers are never reused.
         let next_seq = store.next_seq().map_err(checkpoint_error)?;
         let mut durable = Durable {
             next_seq,
@@ -63,10 +64,14 @@ impl Durable {
             store,
         };
         if fresh {
+            // Removed rather than skipped: a crash before the first new checkpoint must not
+            // restore the state this run was asked to forget.
+            let discarded = durable.store.discard_all().map_err(checkpoint_error)?;
             tracing::info!(
                 state_dir = %dir.display(),
+                discarded,
                 "--fresh-state: starting with empty window state; the checkpoints in state.dir \
-                 are not restored and new ones replace them"
+                 were removed"
             );
             return Ok(Some(durable));
         }

@@ -82,7 +82,7 @@ pub struct JobOptions {
     /// Where the caller writes the run summary: refused at build time when it is the
     /// input or an output, so that writing it cannot destroy either.
     pub summary: Option<PathBuf>,
-    /// Start with empty window state even when `state.dir` holds a checkpoint, and read
+    /// Start with empty window state, removing the checkpoints in `state.dir`, and read
     /// the input from where the source starts by itself (`--fresh-state`).
     pub fresh_state: bool,
 }
