@@ -49,6 +49,7 @@ mod secret;
 mod sink;
 mod snapshot;
 mod source;
+mod state;
 mod suggest;
 
 use std::path::Path;
@@ -73,6 +74,7 @@ pub use source::{
     GeneratorConfig, SourceConfig, SourceKind, GENERATOR_MAX_ACCOUNTS, GENERATOR_MAX_START_MS,
     GENERATOR_MIN_ACCOUNTS, GENERATOR_MIN_START_MS,
 };
+pub use state::StateConfig;
 
 use document::Document;
 use read::{KeyPath, Report, Section};
@@ -93,6 +95,8 @@ pub struct Config {
     pub aggregate: AggregateConfig,
     /// `[snapshot]`: snapshot schedule.
     pub snapshot: SnapshotConfig,
+    /// `[state]`: checkpoints of the window state.
+    pub state: StateConfig,
     /// `[graph]`: graph enrichment.
     pub graph: GraphConfig,
     /// `[model]`: scoring model and thresholds.
@@ -211,6 +215,7 @@ impl Config {
         self.pipeline.write(&mut doc);
         self.aggregate.write(&mut doc);
         self.snapshot.write(&mut doc);
+        self.state.write(&mut doc);
         self.graph.write(&mut doc, redact);
         self.model.write(&mut doc);
         self.kafka.write(&mut doc, redact);
@@ -227,6 +232,7 @@ impl Config {
             pipeline: PipelineConfig::read(root.section("pipeline")),
             aggregate: AggregateConfig::read(root.section("aggregate")),
             snapshot: SnapshotConfig::read(root.section("snapshot")),
+            state: StateConfig::read(root.section("state")),
             graph: GraphConfig::read(root.section("graph")),
             model: ModelConfig::read(root.section("model")),
             kafka: KafkaConfig::read(root.section("kafka")),
@@ -244,6 +250,7 @@ impl Config {
         self.pipeline.check(r);
         self.aggregate.check(r);
         self.snapshot.check(r);
+        self.state.check(r);
         self.graph.check(r);
         self.model.check(r);
         self.kafka.check(r);
@@ -265,6 +272,7 @@ impl std::fmt::Debug for Config {
                     .field("pipeline", &c.pipeline)
                     .field("aggregate", &c.aggregate)
                     .field("snapshot", &c.snapshot)
+                    .field("state", &c.state)
                     .field("graph", &c.graph)
                     .field("model", &c.model)
                     .field("kafka", &c.kafka)

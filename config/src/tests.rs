@@ -940,6 +940,10 @@ fn the_printed_toml_loads_back_as_the_same_configuration() {
         snapshot: SnapshotConfig {
             interval: Duration::from_millis(250),
         },
+        state: StateConfig {
+            dir: "var/state".to_owned(),
+            checkpoint_interval: Duration::from_secs(30),
+        },
         graph: GraphConfig {
             kind: GraphKind::None,
             path: "graph.jsonl".to_owned(),
@@ -988,6 +992,17 @@ fn the_printed_toml_loads_back_as_the_same_configuration() {
     assert!(changed.validate().is_ok(), "{:?}", changed.validate());
     let text = changed.to_redacted_toml();
     assert_eq!(Config::from_toml_str(&text).unwrap(), changed, "{text}");
+}
+
+#[test]
+fn a_zero_checkpoint_interval_is_refused_naming_the_key() {
+    let message = only_problem(Config::from_toml_str(
+        "[state]\ndir = \"state\"\ncheckpoint_interval = \"0s\"\n",
+    ));
+    assert!(
+        message.starts_with("`state.checkpoint_interval`: must be longer than zero"),
+        "{message}"
+    );
 }
 
 #[test]

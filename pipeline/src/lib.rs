@@ -6,6 +6,7 @@
 //! exactly what the live job computes.
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod dataset;
 pub mod dead_letter;
 pub mod decode;

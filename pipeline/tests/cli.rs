@@ -1,53 +1,14 @@
 //! End-to-end tests of the `riskstream` binary on files and the built-in generator: what a
 //! user types, what they get. (Tests against Kafka and Neo4j live in integration-tests/.)
 
+#[path = "support/cli.rs"]
+mod support;
+
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_riskstream"));
-    cmd.env("RUST_LOG", "warn");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("RISKSTREAM__") {
-            cmd.env_remove(key);
-        }
-    }
-    // Tests run in parallel: no job of theirs takes the admin endpoint's default port.
-    cmd.env("RISKSTREAM__ADMIN__LISTEN", "");
-    cmd
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn shipped_model() -> PathBuf {
-    repo_root().join("models/riskstream-v1")
-}
-
-fn ok(output: Output) -> Output {
-    assert!(
-        output.status.success(),
-        "command failed ({}):\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn read_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn summary(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
+use support::*;
 
 const RESULT_FIELDS: [&str; 14] = [
     "schema_version",
@@ -637,49 +598,6 @@ fn good_events(range: std::ops::Range<usize>) -> String {
     range.map(|i| good_event(i) + "\n").collect()
 }
 
-/// Runs `riskstream run` on `input` with the shipped model, no graph and `config` appended
-/// to the job's config file; returns the output, the results, the dead letters and the
-/// summary (empty values for whatever the run did not write).
-fn run_on_file(
-    dir: &Path,
-    input: &Path,
-    config: &str,
-) -> (
-    Output,
-    Vec<serde_json::Value>,
-    Vec<serde_json::Value>,
-    serde_json::Value,
-) {
-    let out = dir.join("results.jsonl");
-    let dead = dir.join("dead.jsonl");
-    let summary_path = dir.join("summary.json");
-    let output = file_run(dir, config)
-        .arg("--quiet")
-        .arg("--input")
-        .arg(input)
-        .arg("--output")
-        .arg(&out)
-        .arg("--dead-letter")
-        .arg(&dead)
-        .arg("--summary-json")
-        .arg(&summary_path)
-        .output()
-        .unwrap();
-    let lines = |path: &Path| {
-        if path.exists() {
-            read_lines(path)
-        } else {
-            Vec::new()
-        }
-    };
-    let s = if summary_path.exists() {
-        summary(&summary_path)
-    } else {
-        serde_json::Value::Null
-    };
-    (output, lines(&out), lines(&dead), s)
-}
-
 #[test]
 fn two_events_with_amounts_near_f64_max_for_one_account_do_not_stop_the_job() {
     let dir = tempfile::tempdir().unwrap();
@@ -790,28 +708,6 @@ fn event_line(i: usize) -> String {
         i % 7,
         10 + i
     )
-}
-
-/// `riskstream run` on a file input with no graph and the shipped model; `config` is
-/// written to a configuration file in `dir` first.
-fn file_run(dir: &Path, config: &str) -> Command {
-    let path = dir.join("file-run.toml");
-    std::fs::write(&path, format!("[graph]\nkind = \"none\"\n{config}")).unwrap();
-    let mut cmd = bin();
-    cmd.args(["run", "--config"])
-        .arg(path)
-        .arg("--model")
-        .arg(shipped_model());
-    cmd
-}
-
-/// Asserts that a run was refused with exit code 2 and a message containing each of `words`.
-fn refused(output: Output, words: &[&str]) {
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
-    for word in words {
-        assert!(err.contains(word), "`{word}` not in: {err}");
-    }
 }
 
 /// Decisions of a run on 20 events whose graph (a Neo4j address where nothing listens)

@@ -158,6 +158,7 @@ mod layered;
 mod options;
 mod sharded;
 mod snapshot;
+mod state;
 mod values;
 mod window;
 
@@ -175,5 +176,8 @@ pub use sharded::{
 };
 pub use snapshot::{
     AggregateSnapshot, Baselines, SnapshotError, SnapshotId, SnapshotKeys, Snapshots,
+};
+pub use state::{
+    AggregateState, KindState, LayoutMismatch, MerchantCut, RestoreError, StateLayout,
 };
 pub use values::{CountryCode, KeySnapshot, KeyValues, WindowValues, MAX_WINDOWS};

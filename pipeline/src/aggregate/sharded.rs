@@ -16,6 +16,7 @@ use crate::event::Event;
 
 use super::idle::IdleQueue;
 use super::options::{AggregateError, AggregateOptions};
+use super::state::{AggregateState, KindState, MerchantCut, RestoreError, StateLayout};
 use super::values::{KeySnapshot, KeyValues};
 use super::window::{ew_step, KeyState, Layout, Update};
 
@@ -715,6 +716,160 @@ impl Aggregator {
     }
 }
 
+impl Aggregator {
+    /// What a captured state is only valid with (see [`StateLayout`]).
+    pub fn state_layout(&self) -> StateLayout {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        StateLayout {
+            words_format: StateLayout::WORDS_FORMAT,
+            kinds: self.options.kinds.clone(),
+            windows_ms: self.options.windows.iter().map(|w| ms(*w)).collect(),
+            distinct_window_ms: ms(self.options.distinct_window),
+            amount_ew_alpha_bits: self.options.amount_ew_alpha.to_bits(),
+            baseline_interval_ms: ms(self.options.baseline_interval),
+            words_per_key: self.layout.words() as u32,
+        }
+    }
+
+    /// Copies the whole state at a batch boundary (it takes the batch lock, so no batch
+    /// runs meanwhile): every key of every kind, the watermark, the global baseline and
+    /// the merchant baseline cuts. Call it right after [`drain_changes`](Self::drain_changes)
+    /// on the aggregating thread and the copy is the drain's cut. Costs one pass over all
+    /// keys (a memory copy of their words), which holds up the next batch.
+    pub fn capture_state(&self) -> AggregateState {
+        let batch = lock(&self.batch);
+        let words_per_key = self.layout.words();
+        let kinds = self
+            .options
+            .kinds
+            .iter()
+            .map(|&kind| {
+                let map = &self.maps[kind_index(kind)];
+                let keys = map.len();
+                let mut state = KindState {
+                    kind,
+                    ids: String::with_capacity(keys * 12),
+                    id_lens: Vec::with_capacity(keys),
+                    words: Vec::with_capacity(keys * words_per_key),
+                };
+                map.iter_sync(|id, key| {
+                    state.ids.push_str(id);
+                    state.id_lens.push(id.len() as u32);
+                    key.export(&mut state.words);
+                    true
+                });
+                state
+            })
+            .collect();
+        let pair = |b: Option<AmountBaseline>| b.map(|b| (b.mean, b.std));
+        let merchant_cuts = batch
+            .merchant_cuts
+            .iter()
+            .map(|(id, cut)| MerchantCut {
+                id: id.to_string(),
+                epoch: cut.epoch,
+                cut: pair(cut.cut),
+                latest: pair(cut.latest),
+            })
+            .collect();
+        AggregateState {
+            layout: self.state_layout(),
+            watermark_ms: batch.watermark_ms,
+            global_mean: batch.global_mean,
+            global_var: batch.global_var,
+            global_events: batch.global_events,
+            kinds,
+            merchant_cuts,
+        }
+    }
+
+    /// Loads a captured state into this aggregator, which must not have applied a batch
+    /// yet. Every restored key counts as changed, so the next drain (and snapshot) holds
+    /// all of them and queues them for the idle-key check. The far-future bound's
+    /// watermark becomes the state's. Refused, leaving this aggregator as it was, when the
+    /// state was captured with another layout (naming the configuration key) or is not
+    /// whole.
+    pub fn restore_state(&self, state: AggregateState) -> Result<(), RestoreError> {
+        if let Some(mismatch) = state.layout.mismatch(&self.state_layout()) {
+            return Err(RestoreError::Layout(mismatch));
+        }
+        let mut batch = lock(&self.batch);
+        if batch.global_events != 0 || self.metrics.keys_tracked() != 0 {
+            return Err(RestoreError::NotFresh);
+        }
+        let words_per_key = self.layout.words();
+        // Everything is checked before anything is inserted.
+        let mut parsed = Vec::with_capacity(state.kinds.len());
+        for kind_state in &state.kinds {
+            let damaged = |problem: String| RestoreError::Damaged {
+                kind: kind_state.kind.to_string(),
+                problem,
+            };
+            if !self.configured[kind_index(kind_state.kind)] {
+                return Err(damaged("the kind is not configured".into()));
+            }
+            let keys = kind_state.id_lens.len();
+            if kind_state.words.len() != keys.saturating_mul(words_per_key) {
+                return Err(damaged(format!(
+                    "{} words for {keys} keys of {words_per_key} words",
+                    kind_state.words.len()
+                )));
+            }
+            let mut ids = Vec::with_capacity(keys);
+            let mut at = 0usize;
+            for &len in &kind_state.id_lens {
+                let end = at.saturating_add(len as usize);
+                let id = kind_state
+                    .ids
+                    .get(at..end)
+                    .ok_or_else(|| damaged(format!("id lengths overrun the ids at byte {at}")))?;
+                ids.push(id);
+                at = end;
+            }
+            if at != kind_state.ids.len() {
+                return Err(damaged("ids left over after the last id".into()));
+            }
+            parsed.push((kind_state.kind, ids));
+        }
+        for ((kind, ids), kind_state) in parsed.into_iter().zip(&state.kinds) {
+            let map = &self.maps[kind_index(kind)];
+            for (id, words) in ids.into_iter().zip(kind_state.words.chunks(words_per_key)) {
+                let Some(mut key) = KeyState::import(&self.layout, words) else {
+                    continue;
+                };
+                key.mark_dirty();
+                let id: Arc<str> = Arc::from(id);
+                let owner = self.owner(kind, &id);
+                if map.insert_sync(Arc::clone(&id), key).is_ok() {
+                    lock(&self.dirty[owner]).push((kind, id));
+                    self.metrics.keys[kind_index(kind)].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let baseline =
+            |pair: Option<(f64, f64)>| pair.map(|(mean, std)| AmountBaseline { mean, std });
+        batch.merchant_cuts = state
+            .merchant_cuts
+            .into_iter()
+            .map(|cut| {
+                let value = BaselineCut {
+                    epoch: cut.epoch,
+                    cut: baseline(cut.cut),
+                    latest: baseline(cut.latest),
+                };
+                (Arc::from(cut.id.as_str()), value)
+            })
+            .collect();
+        batch.watermark_ms = state.watermark_ms;
+        batch.global_mean = state.global_mean;
+        batch.global_var = state.global_var;
+        batch.global_events = state.global_events;
+        self.watermark_ms
+            .fetch_max(state.watermark_ms, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// Locks a mutex whose data stays consistent even if a holder panicked: the batch lock
 /// guards plain counters and the dirty lists only ever grow by whole entries.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1157,5 +1312,82 @@ mod tests {
             }
         );
         assert_eq!(changes.global_events, 2);
+    }
+
+    #[test]
+    fn a_restored_state_gives_the_later_events_exactly_the_aggregates_of_an_uninterrupted_run() {
+        let events = idle_and_busy_stream();
+        let (before, after) = events.split_at(1_700);
+        let uninterrupted = with_ttl(Duration::from_secs(30 * 3600));
+        run(&uninterrupted, before, 64, 3);
+        let expected = run(&uninterrupted, after, 64, 3);
+
+        let first = with_ttl(Duration::from_secs(30 * 3600));
+        run(&first, before, 100, 2);
+        first.drain_changes();
+        let state = first.capture_state();
+        assert!(state.keys() > 50 && !state.merchant_cuts.is_empty());
+        // Another number of workers owns the keys differently; the results must not care.
+        let restored = Aggregator::new(AggregateOptions {
+            idle_key_ttl: Some(Duration::from_secs(30 * 3600)),
+            workers: 3,
+            ..AggregateOptions::default()
+        })
+        .unwrap();
+        restored.restore_state(state.clone()).unwrap();
+        assert_eq!(restored.metrics().keys_tracked() as usize, state.keys());
+        // Every restored key is in the next drain, so the next snapshot holds them all.
+        assert_eq!(restored.drain_changes().len(), state.keys());
+        // The far-future bound starts from the restored watermark, not from nothing.
+        let newest = before.iter().map(|e| e.ts_ms).max().unwrap();
+        assert!(restored.admit(newest + 2 * HOUR, 0).is_err());
+        assert!(restored.admit(newest + HOUR / 2, 0).is_ok());
+        assert_eq!(run(&restored, after, 64, 3), expected);
+        // A second restore into the same aggregator is refused.
+        assert_eq!(restored.restore_state(state), Err(RestoreError::NotFresh));
+    }
+
+    #[test]
+    fn a_state_captured_with_other_windows_is_refused_naming_the_key() {
+        let first = Aggregator::new(AggregateOptions::default()).unwrap();
+        first.apply_batch(&[event(1, "A-1", None, 1.0)]);
+        let state = first.capture_state();
+        let other = Aggregator::new(AggregateOptions {
+            windows: vec![Duration::from_secs(60), Duration::from_secs(3600)],
+            ..AggregateOptions::default()
+        })
+        .unwrap();
+        let Err(RestoreError::Layout(mismatch)) = other.restore_state(state.clone()) else {
+            panic!("restored a state of other windows");
+        };
+        assert_eq!(mismatch.key, "aggregate.windows");
+        assert_eq!(mismatch.checkpoint, "[1m, 1h, 24h]");
+        assert_eq!(other.metrics().keys_tracked(), 0, "nothing was restored");
+        let fewer_keys = Aggregator::new(AggregateOptions {
+            kinds: vec![EntityKind::Account],
+            ..AggregateOptions::default()
+        })
+        .unwrap();
+        let Err(RestoreError::Layout(mismatch)) = fewer_keys.restore_state(state) else {
+            panic!("restored a state of other keys");
+        };
+        assert_eq!(mismatch.key, "aggregate.keys");
+    }
+
+    #[test]
+    fn a_state_whose_ids_do_not_add_up_is_refused_and_nothing_restored() {
+        let first = Aggregator::new(AggregateOptions::default()).unwrap();
+        first.apply_batch(&[
+            event(1, "A-1", Some("D-1"), 1.0),
+            event(2, "A-2", None, 1.0),
+        ]);
+        let mut state = first.capture_state();
+        state.kinds[0].id_lens[0] += 10;
+        let other = Aggregator::new(AggregateOptions::default()).unwrap();
+        assert!(matches!(
+            other.restore_state(state),
+            Err(RestoreError::Damaged { .. })
+        ));
+        assert_eq!(other.metrics().keys_tracked(), 0);
     }
 }

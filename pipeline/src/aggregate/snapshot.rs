@@ -229,6 +229,20 @@ impl Snapshots {
         }
     }
 
+    /// Continues the snapshot ids of an earlier run restored from a checkpoint: the
+    /// current (empty) snapshot takes `id`, so that the next one published is `id + 1`.
+    /// Only before the first publication; `false` (nothing changed) after it.
+    pub fn resume_ids_at(&self, id: u64) -> bool {
+        let publisher = lock(&self.publisher);
+        if publisher.last_seq != 0 {
+            return false;
+        }
+        let mut empty = AggregateSnapshot::empty(&self.current.load().windows);
+        empty.id = id;
+        self.current.store(Arc::new(empty));
+        true
+    }
+
     /// The current snapshot, lock-free. Hold the guard briefly; use
     /// [`load_full`](Self::load_full) to keep a snapshot for longer.
     pub fn load(&self) -> arc_swap::Guard<Arc<AggregateSnapshot>> {

@@ -192,6 +192,11 @@ impl Layout {
         self.words * std::mem::size_of::<u64>()
     }
 
+    /// Words of one key's packed state: what a checkpoint stores per key.
+    pub(crate) fn words(&self) -> usize {
+        self.words
+    }
+
     fn sums_at(&self, window: usize) -> usize {
         HEADER_WORDS + window * WINDOW_BUCKETS
     }
@@ -344,6 +349,26 @@ impl KeyState {
             state.set_country(country);
         }
         state.values(layout, None, None, false)
+    }
+
+    /// Appends the key's packed state to `out` as a checkpoint stores it: every word as
+    /// it is, less the bookkeeping flags (dirty, queued), which belong to this process.
+    pub(crate) fn export(&self, out: &mut Vec<u64>) {
+        let start = out.len();
+        out.extend_from_slice(&self.words);
+        out[start + FLAGS] &= COUNTRY_MASK;
+    }
+
+    /// The key whose packed state [`export`](Self::export) wrote with the same layout;
+    /// `None` when `words` is not one key's worth. Bits outside the country in the flags
+    /// word are dropped, so a restored key starts clean and unqueued.
+    pub(crate) fn import(layout: &Layout, words: &[u64]) -> Option<KeyState> {
+        if words.len() != layout.words {
+            return None;
+        }
+        let mut words: Box<[u64]> = words.into();
+        words[FLAGS] &= COUNTRY_MASK;
+        Some(KeyState { words })
     }
 
     /// The key's newest event time.
@@ -743,6 +768,32 @@ mod tests {
         let values = state.apply(&layout, &update(8 * 7_500, 1.0));
         assert_eq!(values.windows.count(0), 8);
         assert_eq!(values.windows.count(1), 9);
+    }
+
+    #[test]
+    fn an_exported_key_imports_to_the_same_state_without_its_bookkeeping_flags() {
+        let layout = layout();
+        let with = |ts, country: &str, cp: &str| Update {
+            country: CountryCode::from_name(country),
+            counterparty_bit: Some(counterparty_bit(cp)),
+            ..update(ts, 3.5)
+        };
+        let (mut state, _) = KeyState::new(&layout, &with(0, "DE", "A-1"));
+        state.apply(&layout, &with(MINUTE, "FR", "A-2"));
+        state.mark_dirty();
+        state.mark_queued();
+        let mut words = Vec::new();
+        state.export(&mut words);
+        assert_eq!(words.len(), layout.words());
+        let mut restored = KeyState::import(&layout, &words).unwrap();
+        assert!(
+            restored.mark_dirty() && restored.mark_queued(),
+            "restored keys start clean"
+        );
+        // The next event sees exactly what it would have seen without the round trip.
+        let next = with(2 * MINUTE, "BR", "A-3");
+        assert_eq!(restored.apply(&layout, &next), state.apply(&layout, &next));
+        assert!(KeyState::import(&layout, &words[1..]).is_none());
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Also write the run summary as JSON to this file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
+    /// Start with empty window state: remove the checkpoints in state.dir instead of
+    /// restoring one, and read the input from where the source starts by itself.
+    #[arg(long)]
+    pub fresh_state: bool,
 }
 
 /// The job's options from the command line; `--workers` goes into the configuration.
@@ -63,6 +67,7 @@ fn fold(config: &mut Config, args: &RunArgs) -> anyhow::Result<JobOptions> {
         dead_letters: args.dead_letter.clone(),
         max_events: args.max_events,
         summary: args.summary_json.clone(),
+        fresh_state: args.fresh_state,
     })
 }
 

@@ -13,6 +13,7 @@ use riskstream_graph::{
 };
 use riskstream_inference::{DeviceChoice, Model};
 
+use super::checkpoints::Durable;
 use super::delivery::{Acknowledge, Outputs, Target};
 use super::state::Readiness;
 use super::topology::Sizes;
@@ -25,9 +26,10 @@ use crate::metrics::Metrics;
 use crate::observe::{admin, GraphHealth, Observer};
 use crate::reload::{ActiveModel, ModelSlot, ModelWatcher, ThresholdOverrides};
 use crate::sink::{refuse_same_file, NamedPath};
-use crate::source::file::FileSource;
-use crate::source::generator::GeneratorSource;
+use crate::source::file::{self, FileSource};
+use crate::source::generator::{self, GeneratorSource};
 use crate::source::kafka::KafkaSource;
+use crate::source::resume::Resumed;
 use crate::source::BlockingSource;
 
 impl Job {
@@ -60,8 +62,9 @@ impl Job {
             ),
             None => None,
         };
+        let mut durable = Durable::open(config, options.fresh_state)?;
         let (source, input_path, generated_graph, acknowledger) =
-            open_source(config, &options, &observer)?;
+            open_source(config, &options, &observer, durable.as_mut())?;
         let graph = graph(
             config,
             options.graph.as_deref(),
@@ -77,6 +80,11 @@ impl Job {
             let start_ms = generator_options(config)?.start_ms;
             let _seeded = engine.aggregator.admit(start_ms, start_ms);
         }
+        if let Some(durable) = &mut durable {
+            durable.restore_into(&engine)?;
+        }
+        let mut acknowledgers: Vec<Arc<dyn Acknowledge>> = acknowledger.into_iter().collect();
+        acknowledgers.extend(durable.as_ref().map(Durable::acknowledger));
 
         let target = |path: &Option<PathBuf>, kind: SinkKind, key: &str| match (path, kind) {
             (Some(p), _) => Target::Path(p.clone()),
@@ -136,7 +144,7 @@ impl Job {
             engine,
             slot,
             source,
-            acknowledgers: acknowledger.into_iter().collect(),
+            acknowledgers,
             outputs,
             graph_description: graph.description,
             graph_cache: graph.cache,
@@ -149,6 +157,7 @@ impl Job {
             readiness: Arc::new(Readiness::observed(observer.clone())),
             observer,
             admin,
+            durable,
             sizes: Sizes {
                 batch_size: config.pipeline.batch_size,
                 channel_capacity: config.pipeline.channel_capacity,
@@ -167,40 +176,68 @@ type OpenedSource = (
     Option<Arc<dyn Acknowledge>>,
 );
 
-/// The source that `options.input` or `source.kind` asks for.
+/// The source that `options.input` or `source.kind` asks for, reading on from the
+/// restored checkpoint's positions when `durable` has one.
 fn open_source(
     config: &Config,
     options: &JobOptions,
     observer: &Arc<Observer>,
+    durable: Option<&mut Durable>,
 ) -> Result<OpenedSource, BuildError> {
     let keep = config.dead_letter.max_payload_bytes;
     let max_bytes = config.source.max_event_bytes;
-    let file = |path: &Path| -> Result<OpenedSource, BuildError> {
+    // Files and the generator read from their start, dropping what lies before the
+    // checkpoint's position.
+    let resumed = |source: Box<dyn BlockingSource>,
+                   topic: &str,
+                   durable: Option<&mut Durable>|
+     -> Result<Box<dyn BlockingSource>, BuildError> {
+        match durable {
+            Some(durable) => {
+                let start = durable.start_positions(&[topic])?;
+                Ok(Box::new(Resumed::new(source, start)))
+            }
+            None => Ok(source),
+        }
+    };
+    let file = |path: &Path, durable: Option<&mut Durable>| -> Result<OpenedSource, BuildError> {
         let source = FileSource::open(path, max_bytes, keep)?;
-        Ok((Box::new(source), Some(path.to_path_buf()), None, None))
+        let source = resumed(Box::new(source), &file::topic_of(path), durable)?;
+        Ok((source, Some(path.to_path_buf()), None, None))
     };
     match (&options.input, config.source.kind) {
-        (Some(path), _) => file(path),
+        (Some(path), _) => file(path, durable),
         (None, SourceKind::File) => {
             if config.source.path.is_empty() {
                 return Err(BuildError::NoSourcePath);
             }
-            file(Path::new(&config.source.path))
+            file(Path::new(&config.source.path), durable)
         }
         (None, SourceKind::Generator) => {
             let source = GeneratorSource::new(generator_options(config)?)
                 .map_err(|e| BuildError::Generator(Box::new(e)))?;
             let graph = source.graph_records();
-            Ok((Box::new(source), None, Some(graph), None))
+            let source = resumed(Box::new(source), generator::TOPIC, durable)?;
+            Ok((source, None, Some(graph), None))
         }
         (None, SourceKind::Kafka) => {
-            let source = KafkaSource::subscribe(
+            let mut source = KafkaSource::subscribe(
                 &config.kafka,
                 config.pipeline.batch_timeout,
                 max_bytes,
                 keep,
                 Some(observer.clone()),
             )?;
+            if let Some(durable) = durable {
+                let topics: Vec<&str> = config
+                    .kafka
+                    .input_topics
+                    .iter()
+                    .map(String::as_str)
+                    .collect();
+                source.start_at(durable.start_positions(&topics)?);
+                durable.commit_kafka_after_checkpoints(source.acknowledger());
+            }
             let acknowledger: Arc<dyn Acknowledge> = Arc::new(source.acknowledger());
             Ok((Box::new(source), None, None, Some(acknowledger)))
         }

@@ -21,6 +21,7 @@
 //! ```
 
 mod build;
+mod checkpoints;
 pub mod delivery;
 pub mod shutdown;
 mod stall;
@@ -81,6 +82,9 @@ pub struct JobOptions {
     /// Where the caller writes the run summary: refused at build time when it is the
     /// input or an output, so that writing it cannot destroy either.
     pub summary: Option<PathBuf>,
+    /// Start with empty window state, removing the checkpoints in `state.dir`, and read
+    /// the input from where the source starts by itself (`--fresh-state`).
+    pub fresh_state: bool,
 }
 
 /// Why a job could not be built. Each names the configuration key, option, file or service
@@ -138,6 +142,8 @@ pub enum BuildError {
     Rejected(#[source] Box<crate::reload::RejectedModel>),
     #[error("invalid aggregate configuration")]
     Aggregate(#[source] Box<crate::aggregate::AggregateError>),
+    #[error(transparent)]
+    Checkpoint(Box<crate::checkpoint::CheckpointError>),
     #[error(transparent)]
     Sink(Box<crate::sink::SinkError>),
     #[error(transparent)]
@@ -206,6 +212,8 @@ pub struct Job {
     /// The admin endpoint (`admin.listen`), when on; it stops when `run` returns, or when
     /// the job is dropped unrun.
     admin: Option<AdminServer>,
+    /// The state directory (`state.dir`), when checkpoints are on.
+    durable: Option<checkpoints::Durable>,
 }
 
 impl Job {
@@ -302,6 +310,7 @@ impl Job {
             sizes,
             observer,
             admin: _,
+            durable,
         } = self;
         // Held to the end: the watcher stops taking requests when every sender is gone.
         let _reloads = reloads;
@@ -351,12 +360,20 @@ impl Job {
         if !cancel.is_cancelled() {
             readiness.set(JobState::Running);
         }
+        let (cutter, checkpointing) = match durable {
+            Some(durable) => {
+                let (cutter, running) = durable.start().map_err(RunError::Thread)?;
+                (Some(cutter), Some(running))
+            }
+            None => (None, None),
+        };
         let (topology, scored) = Topology::start(
             source,
             engine.clone(),
             slot,
             sizes,
             observer.clone(),
+            cutter,
             cancel.clone(),
         )?;
         let delivered = delivery::sink(
@@ -368,9 +385,15 @@ impl Job {
             cancel.clone(),
         )
         .await;
+        if let Some(checkpointing) = &checkpointing {
+            checkpointing.delivery_stopped();
+        }
         readiness.set(JobState::Draining);
         cancel.cancel();
         let stopped = topology.join().await;
+        if let Some(checkpointing) = checkpointing {
+            checkpointing.join().await;
+        }
         // The watcher stops on `cancel`; a load in progress finishes first.
         let _ = watching.await;
         let _ = stall_watch.await;

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
+use super::checkpoints::Cutter;
 use super::delivery::micros_histogram;
 use super::RunError;
 use crate::aggregate::EventAggregates;
@@ -65,6 +66,7 @@ impl Topology {
         slot: ModelSlot,
         sizes: Sizes,
         observer: Arc<Observer>,
+        cutter: Option<Cutter>,
         cancel: CancellationToken,
     ) -> Result<(Topology, mpsc::Receiver<Scored>), RunError> {
         let capacity = sizes.channel_capacity.max(1);
@@ -82,7 +84,13 @@ impl Topology {
         )
         .map_err(RunError::Thread)?;
         let decode = tokio::spawn(decode(engine.clone(), observer.clone(), raw_rx, dec_tx));
-        let aggregate = tokio::spawn(aggregate(engine.clone(), observer.clone(), dec_rx, agg_tx));
+        let aggregate = tokio::spawn(aggregate(
+            engine.clone(),
+            observer.clone(),
+            dec_rx,
+            agg_tx,
+            cutter,
+        ));
         // Batches are enriched concurrently, at most GRAPH_BATCHES_IN_FLIGHT at a time, and
         // passed on in the order they came: a batch waiting for a remote graph (up to its
         // deadline) does not hold back the batches behind it.
@@ -197,6 +205,7 @@ async fn aggregate(
     observer: Arc<Observer>,
     mut rx: mpsc::Receiver<Decoded>,
     tx: mpsc::Sender<(Decoded, Vec<EventAggregates>)>,
+    mut cutter: Option<Cutter>,
 ) {
     let mut clock = SnapshotClock::default();
     // Snapshots are built on a blocking thread, one at a time and in drain order, so the
@@ -216,6 +225,9 @@ async fn aggregate(
             _ = idle.tick(), if unpublished => {
                 if let Some(pending) = engine.idle_snapshot(&mut clock) {
                     unpublished = false;
+                    if let Some(cutter) = &mut cutter {
+                        cutter.drained(&engine.aggregator, pending.changes.seq());
+                    }
                     publish(&engine, &observer, &mut building, pending).await;
                 }
                 continue;
@@ -225,8 +237,14 @@ async fn aggregate(
         let aggs = engine.aggregate(&decoded.events);
         timed(&observer, Stage::Aggregate, started);
         unpublished = true;
+        if let Some(cutter) = &mut cutter {
+            cutter.applied(&decoded.raw);
+        }
         if let Some(pending) = engine.maybe_snapshot(&decoded, &mut clock) {
             unpublished = false;
+            if let Some(cutter) = &mut cutter {
+                cutter.drained(&engine.aggregator, pending.changes.seq());
+            }
             publish(&engine, &observer, &mut building, pending).await;
         }
         if tx.send((decoded, aggs)).await.is_err() {
@@ -236,6 +254,9 @@ async fn aggregate(
     // The summary counts the last snapshot too.
     if let Some(last) = building {
         let _ = last.await;
+    }
+    if let Some(cutter) = cutter {
+        cutter.finish(&engine.aggregator).await;
     }
 }
 

@@ -120,6 +120,11 @@ enum Line {
     Idle,
 }
 
+/// The topic name the records of the file at `path` report: `file:<path>`.
+pub fn topic_of(path: &Path) -> Arc<str> {
+    format!("file:{}", path.display()).into()
+}
+
 impl FileSource {
     /// Opens `path`. `max_bytes` is `source.max_event_bytes`; `keep` is how much of an
     /// oversize line to keep (`dead_letter.max_payload_bytes`).
@@ -131,7 +136,7 @@ impl FileSource {
         Ok(FileSource {
             path: path.to_path_buf(),
             reader: BufReader::with_capacity(1 << 20, file),
-            topic: format!("file:{}", path.display()).into(),
+            topic: topic_of(path),
             line: 0,
             max_bytes,
             keep: keep.min(max_bytes),

@@ -9,6 +9,9 @@ use riskstream_graph::GraphRecord;
 use super::{BlockingSource, RawBatch, SourceError};
 use crate::gen::{EventStream, GenError, GenOptions, Generator};
 
+/// The topic name generated records report.
+pub const TOPIC: &str = "generator";
+
 /// Streams generated events, encoded as the same JSON a Kafka message or a file line
 /// carries, so that they take exactly the path real input takes (decode included).
 pub struct GeneratorSource {
@@ -26,7 +29,7 @@ impl GeneratorSource {
         Ok(GeneratorSource {
             generator,
             stream,
-            topic: Arc::from("generator"),
+            topic: Arc::from(TOPIC),
             sequence: 0,
             line: Vec::with_capacity(512),
         })

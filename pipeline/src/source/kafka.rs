@@ -39,6 +39,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use riskstream_config::{AutoOffsetReset, KafkaConfig};
 
 use super::align::{Aligner, Waiting};
+use super::resume::{Admit, StartPositions};
 use super::{BlockingSource, RawBatch, SourceError};
 use crate::kafka::{client_config, describe, ClientSecrets, KafkaSetupError};
 use crate::observe::events::{Emit, RebalanceChange, Rebalanced};
@@ -58,6 +59,8 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// its next fetch arrives, at about 200 bytes a record a few megabytes per partition.
 const LANE_PAUSE_AT: usize = 8192;
 const LANE_RESUME_AT: usize = 2048;
+/// How long seeking a partition back to a checkpoint's position may take.
+const SEEK_WAIT: Duration = Duration::from_secs(10);
 
 /// Offsets per partition: the next offset handed to the job and the next one delivered.
 #[derive(Debug, Default)]
@@ -79,6 +82,9 @@ struct InFlight {
     rebalances: AtomicU64,
     revoked: Mutex<Vec<(String, i32)>>,
     assigned: Mutex<Vec<(String, i32)>>,
+    /// Offsets are stored for commit only as far as a completed checkpoint
+    /// ([`KafkaAcknowledger::checkpointed`]), not on delivery.
+    follow_checkpoints: std::sync::atomic::AtomicBool,
 }
 
 impl InFlight {
@@ -268,14 +274,48 @@ impl KafkaAcknowledger {
             }
         }
         self.in_flight.changed.notify_all();
+        if self.in_flight.follow_checkpoints.load(Ordering::Acquire) {
+            return;
+        }
+        self.store(&tpl);
+    }
+
+    fn store(&self, tpl: &TopicPartitionList) {
         if tpl.count() == 0 {
             return;
         }
-        if let Err(err) = self.consumer.store_offsets(&tpl) {
+        if let Err(err) = self.consumer.store_offsets(tpl) {
             // Happens when the partition was lost between the check and the store; its
             // records are read again by the next owner.
             tracing::debug!(error = %err, "cannot store offsets");
         }
+    }
+
+    /// From now on offsets are stored for commit only by [`checkpointed`](Self::checkpointed):
+    /// the group's committed offsets then never pass the newest complete checkpoint, so a
+    /// restart that restores it misses nothing.
+    pub fn follow_checkpoints(&self) {
+        self.in_flight
+            .follow_checkpoints
+            .store(true, Ordering::Release);
+    }
+
+    /// A checkpoint up to `positions` (topic, partition, next offset) is complete: store
+    /// those offsets for commit, for the partitions this member still holds.
+    pub fn checkpointed(&self, positions: &[(&str, i32, i64)]) {
+        let mut tpl = TopicPartitionList::with_capacity(positions.len());
+        {
+            let partitions = self.in_flight.lock();
+            for &(topic, partition, next) in positions {
+                let held = partitions
+                    .keys()
+                    .any(|(t, p)| &**t == topic && *p == partition);
+                if held {
+                    let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(next));
+                }
+            }
+        }
+        self.store(&tpl);
     }
 
     /// The job is stopping and everything it read was delivered: commit now.
@@ -347,6 +387,8 @@ pub struct KafkaSource {
     observer: Option<Arc<Observer>>,
     /// Since when the lanes have held records back waiting for a dry partition.
     held_back_since: Option<Instant>,
+    /// Where a restored checkpoint says each partition must be read from.
+    start: StartPositions,
 }
 
 impl KafkaSource {
@@ -446,7 +488,42 @@ impl KafkaSource {
             errors_logged_at: None,
             observer,
             held_back_since: None,
+            start: StartPositions::default(),
         })
+    }
+
+    /// Reads each listed partition from its start position (a restored checkpoint's)
+    /// instead of the group's committed offset: records before it are dropped, and a
+    /// partition first read from after it is sought back to it.
+    pub fn start_at(&mut self, start: StartPositions) {
+        self.start = start;
+    }
+
+    /// Whether a polled record is to be processed (see [`start_at`](Self::start_at)).
+    fn reached_start(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        if self.start.is_empty() {
+            return true;
+        }
+        match self.start.admit(topic, partition, offset) {
+            Admit::Take => true,
+            Admit::Skip => false,
+            Admit::SeekBack(next) => {
+                tracing::info!(
+                    topic,
+                    partition,
+                    from = offset,
+                    to = next,
+                    "reading the partition again from the restored checkpoint's position"
+                );
+                let seek = self
+                    .consumer
+                    .seek(topic, partition, Offset::Offset(next), SEEK_WAIT);
+                if let Err(err) = seek {
+                    tracing::warn!(topic, partition, error = %err, "cannot seek to the checkpoint's position");
+                }
+                false
+            }
+        }
     }
 
     /// The handle the sink uses to report delivered batches.
@@ -530,18 +607,16 @@ impl KafkaSource {
                 tracing::debug!(error = %err, "cannot resume assigned partitions");
             }
         }
-        if batch
-            .records
-            .iter()
-            .any(|r| gone(&batch.topic, r.partition))
-        {
-            *batch = batch.without(|record| gone(&batch.topic, record.partition));
-        }
+        let topic = batch.topic.clone();
+        batch.retain(|record| !gone(&topic, record.partition));
     }
 
     /// Puts one message read from the consumer into its partition's lane, pausing the
     /// partition when the lane is full.
     fn read(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        if !self.reached_start(message.topic(), message.partition(), message.offset()) {
+            return;
+        }
         let key = (self.topic(message.topic()), message.partition());
         let received = Instant::now();
         // Without a timestamp a record goes out as soon as it is the oldest of its lane.

@@ -9,6 +9,7 @@ pub mod align;
 pub mod file;
 pub mod generator;
 pub mod kafka;
+pub mod resume;
 
 /// Where a record came from, as results and dead letters report it. For Kafka it is the
 /// topic, partition and offset; a file source reports `file:<path>`, partition 0 and the
@@ -87,12 +88,28 @@ impl RawBatch {
             .map(|(_, len)| *len)
     }
 
-    /// A copy of this batch without the records `drop` picks; what is kept keeps its
-    /// order and its oversize marks.
-    pub fn without(&self, drop: impl Fn(&RawRecord) -> bool) -> RawBatch {
+    pub fn payload(&self, record: &RawRecord) -> &[u8] {
+        &self.buf[record.range.clone()]
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Keeps only the records for which `keep` is true, with their bytes, offsets and
+    /// oversize marks.
+    pub fn retain(&mut self, mut keep: impl FnMut(&RawRecord) -> bool) {
+        let keeps: Vec<bool> = self.records.iter().map(&mut keep).collect();
+        if keeps.iter().all(|k| *k) {
+            return;
+        }
         let mut kept = RawBatch::new(self.topic.clone(), self.len());
         for (i, record) in self.records.iter().enumerate() {
-            if drop(record) {
+            if !keeps[i] {
                 continue;
             }
             let payload = self.payload(record);
@@ -107,19 +124,7 @@ impl RawBatch {
                 None => kept.push(payload, record.partition, record.offset, record.received),
             }
         }
-        kept
-    }
-
-    pub fn payload(&self, record: &RawRecord) -> &[u8] {
-        &self.buf[record.range.clone()]
-    }
-
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        *self = kept;
     }
 
     pub fn position(&self, record: &RawRecord) -> Position {
