@@ -378,6 +378,8 @@ pub struct KafkaSource {
     lanes: Aligner<PartitionKey, Held>,
     /// Partitions paused because their lane is full.
     paused: HashSet<PartitionKey>,
+    /// Partitions revoked while paused: resumed if they are assigned again.
+    paused_when_revoked: HashSet<PartitionKey>,
     /// The offset after the last message read from each partition.
     read_up_to: HashMap<PartitionKey, i64>,
     /// A record popped from the lanes for a batch of another topic: the next batch's first.
@@ -482,6 +484,7 @@ impl KafkaSource {
             keep,
             lanes: Aligner::new(skew, kafka.idle_timeout),
             paused: HashSet::new(),
+            paused_when_revoked: HashSet::new(),
             read_up_to: HashMap::new(),
             next: None,
             rebalances_seen: 0,
@@ -585,7 +588,9 @@ impl KafkaSource {
         for (topic, partition) in &revoked {
             let key = (self.topic(topic), *partition);
             self.lanes.revoke(&key);
-            self.paused.remove(&key);
+            if self.paused.remove(&key) {
+                self.paused_when_revoked.insert(key.clone());
+            }
             self.read_up_to.remove(&key);
         }
         if self
@@ -598,9 +603,13 @@ impl KafkaSource {
         let started = Instant::now();
         let mut resume = TopicPartitionList::new();
         for (topic, partition) in &assigned {
-            self.lanes.assign((self.topic(topic), *partition), started);
-            // A partition paused by an earlier owner's lane must not stay paused.
-            resume.add_partition(topic, *partition);
+            let key = (self.topic(topic), *partition);
+            // A partition this consumer paused before it was revoked must not stay paused
+            // if it comes back. (Resuming others is not harmless: it restarts their fetch.)
+            if self.paused_when_revoked.remove(&key) {
+                resume.add_partition(topic, *partition);
+            }
+            self.lanes.assign(key, started);
         }
         if resume.count() > 0 {
             if let Err(err) = self.consumer.resume(&resume) {
