@@ -105,6 +105,14 @@ fn a_job_killed_mid_stream_and_restarted_decides_every_event_as_an_uninterrupted
         Duration::from_secs(300),
         Some(&mut job),
     );
+    // Checkpoints are taken at snapshot drains: wait for the first complete one, so that
+    // the kill comes after it however slowly the machine runs.
+    for _ in 0..600 {
+        if job.log_text().contains("checkpoint complete") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     job.signal("KILL");
     let _ = job.wait(Duration::from_secs(30));
     let first_log = job.log_text();

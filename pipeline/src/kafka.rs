@@ -162,7 +162,13 @@ pub fn log(secrets: &ClientSecrets, level: RDKafkaLogLevel, fac: &str, log_messa
 /// broker restarting, a leader moving): librdkafka retries by itself, so they are
 /// warnings, not failures.
 pub fn report_error(secrets: &ClientSecrets, error: KafkaError, reason: &str) {
-    if matches!(error, KafkaError::PartitionEOF(_)) {
+    // The end of a partition is news for the aligned source, not an error; librdkafka
+    // also reports it through the error callback when `enable.partition.eof` is on.
+    if matches!(
+        error,
+        KafkaError::PartitionEOF(_)
+            | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+    ) {
         return;
     }
     let error = secrets.scrub(&error.to_string());
